@@ -1,0 +1,52 @@
+"""tfcompress: hardware-aware compression of Keras models into verified LiteRT (.tflite) files.
+
+The public API (imported lazily, so `import tfcompress` and `tfcompress --help`
+stay fast; TensorFlow loads on first use):
+
+    tfcompress.convert(model, data, output="m.tflite", mode="int8") -> ConvertResult
+    tfcompress.load_model(path_or_model) -> tf_keras.Model   # Keras 3 bridged
+    tfcompress.load_samples(source, specs) -> Samples
+    tfcompress.inspect_tflite(path) / tfcompress.inspect_keras(model)
+    tfcompress.ConvertOptions, Mode, IOType, ImageSpec, TfcompressError
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_EXPORTS: dict[str, str] = {
+    "convert": "tfcompress.export.pipeline",
+    "ConvertOptions": "tfcompress.export.pipeline",
+    "ConvertResult": "tfcompress.export.pipeline",
+    "load_model": "tfcompress.loading",
+    "load_source": "tfcompress.loading",
+    "load_samples": "tfcompress.data",
+    "ImageSpec": "tfcompress.data",
+    "InputSpec": "tfcompress.data",
+    "Samples": "tfcompress.data",
+    "inspect_tflite": "tfcompress.inspect",
+    "inspect_keras": "tfcompress.inspect",
+    "read_tflite": "tfcompress.export.tflite_file",
+    "to_tf_keras": "tfcompress.bridge",
+    "fmnist_cnn": "tfcompress.models",
+    "load_fashion_mnist": "tfcompress.datasets",
+    "Mode": "tfcompress.types",
+    "IOType": "tfcompress.types",
+    "TfcompressError": "tfcompress.errors",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tfcompress' has no attribute '{name}'")
+    return getattr(importlib.import_module(module), name)
+
+
+def __dir__() -> list[str]:
+    return __all__

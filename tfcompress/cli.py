@@ -1,0 +1,249 @@
+"""`tfcompress` command line: a thin layer over the library.
+
+Problems with the user's input are `TfcompressError`s: printed as one
+`error:` line plus a `hint:` line on stderr, exit code 2, no traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import inspect as pyinspect
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow is imported anywhere
+
+MODES = ("int8", "int16x8", "float16", "dynamic")
+IO_TYPES = ("int8", "uint8", "int16", "float32")
+EXIT_USER_ERROR = 2
+
+
+def _console(stderr: bool = False) -> Any:
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False)
+
+
+def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn TfcompressError into 'error: ... / hint: ...' and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from tfcompress.errors import TfcompressError
+
+        try:
+            return fn(*args, **kwargs)
+        except TfcompressError as e:
+            err = _console(stderr=True)
+            err.print(f"[bold red]error:[/] {e.message}", soft_wrap=True)
+            if e.hint:
+                err.print(f"[bold]hint:[/] {e.hint}", soft_wrap=True)
+            sys.exit(EXIT_USER_ERROR)
+        except KeyboardInterrupt:
+            _console(stderr=True).print("interrupted; nothing was written")
+            sys.exit(130)
+
+    return wrapper
+
+
+def _stage_printer(status: Any) -> Callable[[str], None]:
+    def say(msg: str) -> None:
+        status.update(f"[bold]{msg}[/] ...")
+
+    return say
+
+
+def _load_custom_objects(path: str | None, unsafe: bool) -> dict[str, Any] | None:
+    from tfcompress.errors import ModelLoadError
+
+    if path is None:
+        return None
+    if not unsafe:
+        raise ModelLoadError(
+            f"--custom-objects {path} runs Python code from that file", "add --unsafe if you trust it"
+        )
+    p = Path(path)
+    if not p.is_file():
+        raise ModelLoadError(f"custom objects file {p} does not exist", "give the .py file that defines your layers")
+    spec = importlib.util.spec_from_file_location(p.stem, p)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as e:  # the user's code can raise anything
+        raise ModelLoadError(f"importing {p} failed: {type(e).__name__}: {e}", "fix that file") from None
+    explicit = getattr(module, "CUSTOM_OBJECTS", None)
+    if isinstance(explicit, dict):
+        return dict(explicit)
+    return {
+        name: obj
+        for name, obj in vars(module).items()
+        if not name.startswith("_") and (pyinspect.isclass(obj) or pyinspect.isfunction(obj))
+        and getattr(obj, "__module__", None) == module.__name__
+    }
+
+
+def _read_labels(path: str | None) -> tuple[str, ...] | None:
+    from tfcompress.errors import DataError
+
+    if path is None:
+        return None
+    try:
+        lines = [ln.strip() for ln in Path(path).read_text().splitlines() if ln.strip()]
+    except OSError as e:
+        raise DataError(f"cannot read labels file {path} ({e.strerror})", "give a text file, one class name per line") from None
+    if not lines:
+        raise DataError(f"labels file {path} is empty", "one class name per line, in class-id order")
+    return tuple(lines)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="tfcompress")
+def main() -> None:
+    """tfcompress: compress Keras models into verified LiteRT (.tflite) files for edge devices.
+
+    \b
+    Start here:
+      tfcompress demo                                  train FMNIST-CNN, convert to int8, report
+      tfcompress convert model.keras --data calib.npz -o model.tflite
+      tfcompress inspect model.tflite                  per-op dtypes, sizes, quantization
+
+    Every command explains its options with --help.
+    """
+
+
+@main.command()
+@click.argument("model", type=click.Path(path_type=str))
+@click.option("-o", "--output", required=True, type=click.Path(path_type=str), help="Where to write the .tflite (OUT.report.json and OUT.meta.json go beside it).")
+@click.option("--data", "data", type=click.Path(path_type=str), help="Calibration data: .npz (inputs under 'x', labels under 'y'), .npy, or a folder of images (subfolders = classes). Required for int8 / int16x8.")
+@click.option("--mode", type=click.Choice(MODES), default="int8", show_default=True, help="int8: full integer (int8 in/out). int16x8: int16 activations. float16: half weights. dynamic: int8 weights, float compute.")
+@click.option("--io", "io", type=click.Choice(IO_TYPES), default=None, help="Input/output dtype (default: int8 for int8, int16 for int16x8, float32 otherwise).")
+@click.option("--calib-samples", type=click.IntRange(min=1), default=200, show_default=True, help="Samples used to calibrate activation ranges.")
+@click.option("--verify-samples", type=click.IntRange(min=1), default=1000, show_default=True, help="Held-out samples (after the calibration ones) used for verification.")
+@click.option("--verify-data", type=click.Path(path_type=str), default=None, help="Separate verification data (e.g. your test set), same formats as --data.")
+@click.option("--no-verify", is_flag=True, help="Skip running source and .tflite side by side.")
+@click.option("--allow-float-fallback", is_flag=True, help="Let ops with no integer kernel stay float (they are listed in the report) instead of failing.")
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True, help="LiteRT threads for verification and latency.")
+@click.option("--x-key", default="x", show_default=True, help="Key of the inputs in an .npz (comma-separated for several inputs).")
+@click.option("--y-key", default="y", show_default=True, help="Key of the labels in an .npz (optional).")
+@click.option("--image-scale", default=None, help='How to scale 0..255 pixels of image folders / uint8 arrays: "0,1", "-1,1", "raw" or "mean=..;std=..". Default for image folders: "0,1".')
+@click.option("--image-resize", default="bilinear", show_default=True, type=click.Choice(["bilinear", "nearest", "bicubic", "lanczos", "area"]), help="Resize method for image folders.")
+@click.option("--labels", "labels_file", type=click.Path(path_type=str), default=None, help="Text file with class names, one per line (goes into the sidecar).")
+@click.option("--unsafe", is_flag=True, help="Allow Lambda layers and custom classes (runs code from the model file).")
+@click.option("--custom-objects", type=click.Path(path_type=str), default=None, help="Python file defining your custom layers (needs --unsafe).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of tables.")
+@user_errors
+def convert(model: str, output: str, data: str | None, mode: str, io: str | None, calib_samples: int, verify_samples: int,
+            verify_data: str | None, no_verify: bool, allow_float_fallback: bool, threads: int, x_key: str, y_key: str,
+            image_scale: str | None, image_resize: str, labels_file: str | None, unsafe: bool,
+            custom_objects: str | None, as_json: bool) -> None:
+    """Convert MODEL (.keras, .h5 or SavedModel dir) to a verified .tflite.
+
+    \b
+    Examples:
+      tfcompress convert model.keras --data calib.npz -o model.tflite
+      tfcompress convert model.h5 --data images/ --image-scale=-1,1 -o m.tflite --io uint8
+      tfcompress convert saved_model/ --mode float16 -o m_fp16.tflite --no-verify
+
+    The int8 default gives int8 input and output; read their scale and zero
+    point from OUT.meta.json. An op that cannot be integer fails the
+    conversion, naming the op and the Keras layer (see --allow-float-fallback).
+    """
+    from tfcompress.data import ImageSpec
+    from tfcompress.export.pipeline import ConvertOptions
+    from tfcompress.export.pipeline import convert as run_convert
+    from tfcompress.report import render
+
+    objects = _load_custom_objects(custom_objects, unsafe)
+    image = ImageSpec(scale=image_scale or "0,1", resize=image_resize) if (image_scale or image_resize != "bilinear") else None
+    options = ConvertOptions(
+        mode=mode, io=io, calib_samples=calib_samples, verify=not no_verify, verify_samples=verify_samples,
+        allow_float_fallback=allow_float_fallback, threads=threads, safe_mode=not unsafe, x_key=x_key, y_key=y_key,
+        image=image, labels=_read_labels(labels_file),
+    )
+    console = _console()
+    with console.status("[bold]starting[/] ...") as status:
+        result = run_convert(model, data, output=output, options=options, verify_data=verify_data,
+                             custom_objects=objects, on_progress=_stage_printer(status))
+    if as_json:
+        click.echo(json.dumps(result.report.to_dict(), indent=2))
+        return
+    render(result.report, console)
+    console.print(f"wrote {result.path}, {result.report_path.name}, {result.meta_path.name}")
+
+
+@main.command()
+@click.argument("file", type=click.Path(path_type=str))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+@click.option("--unsafe", is_flag=True, help="Allow Lambda layers / custom classes when FILE is a Keras model.")
+@user_errors
+def inspect(file: str, as_json: bool, unsafe: bool) -> None:
+    """Per-op (.tflite) or per-layer (Keras) table: types, dtypes, params, bytes, quantization.
+
+    \b
+    Examples:
+      tfcompress inspect model.tflite
+      tfcompress inspect model.keras --json
+    """
+    from tfcompress import inspect as ins
+
+    console = _console()
+    if Path(file).suffix.lower() == ".tflite":
+        result = ins.inspect_tflite(file)
+        renderer = ins.render_tflite
+    else:
+        from tfcompress.loading import load_source
+
+        source = load_source(file, safe_mode=not unsafe)
+        if source.model is None:
+            from tfcompress.errors import ModelLoadError
+
+            raise ModelLoadError(f"{file} is a SavedModel without Keras layers", "convert it, then inspect the .tflite")
+        result = ins.inspect_keras(source.model)
+        renderer = ins.render_keras
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2))
+    else:
+        renderer(result, console)
+
+
+@main.command()
+@click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True, help="Training epochs (the reference baseline is 10).")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("tfcompress-demo"), show_default=True, help="Folder for the .tflite and its report / sidecar.")
+@click.option("--retrain", is_flag=True, help="Train again even if a cached model exists.")
+@click.option("--train-samples", type=click.IntRange(min=1000), default=None, help="Train on only this many images (quicker, less accurate).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of tables.")
+@user_errors
+def demo(epochs: int, out_dir: Path, retrain: bool, train_samples: int | None, as_json: bool) -> None:
+    """Train the reference FMNIST-CNN on Fashion-MNIST, convert it to full int8, verify it.
+
+    The trained model is cached in ~/.cache/tfcompress (TFCOMPRESS_CACHE to
+    change). Fashion-MNIST comes from /usr/share/datasets/fashion-mnist
+    (Debian: apt-get install dataset-fashion-mnist), ~/.keras/datasets, or
+    Keras' downloader.
+    """
+    from tfcompress.demo import DemoConfig, run_demo
+    from tfcompress.report import render
+
+    console = _console()
+    cfg = DemoConfig(epochs=epochs, out_dir=out_dir, retrain=retrain, train_samples=train_samples)
+    console.print(f"[bold]tfcompress demo[/]: FMNIST-CNN, {epochs} epochs, full int8 -> {out_dir}/")
+    result = run_demo(cfg, console=console, on_progress=lambda msg: console.print(f"[dim]- {msg}[/]"))
+    if as_json:
+        click.echo(json.dumps(result.report.to_dict(), indent=2))
+        return
+    render(result.report, console)
+    acc = result.report.verify.accuracy
+    console.print(
+        f"[bold green]done:[/] {result.path} ({result.report.size.tflite_bytes:,} bytes, "
+        f"int8 accuracy {100 * acc.tflite:.2f}% vs float {100 * acc.source:.2f}%)"
+    )
+
+
+if __name__ == "__main__":
+    main()

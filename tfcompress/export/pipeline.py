@@ -1,0 +1,281 @@
+"""`tfcompress.convert`: load -> data -> convert -> check -> verify -> write.
+
+Every check that can fail on the user's input runs before the converter
+does; outputs (.tflite, .report.json, .meta.json) are written together at
+the very end through temp files, so a failure leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable
+
+from tfcompress.errors import ConversionError, DataError
+from tfcompress.types import IOType, Mode
+
+DEFAULT_CALIB_SAMPLES = 200
+DEFAULT_VERIFY_SAMPLES = 1000
+
+
+@dataclass(frozen=True)
+class ConvertOptions:
+    """Everything `convert` can be told (the CLI flags, as data).
+
+    Attributes:
+        mode: what to quantize to.
+        io: input/output dtype; None = the mode's default (int8 for int8).
+        calib_samples: samples fed to the converter's calibration.
+        verify: compare source and .tflite after converting.
+        verify_samples: held-out samples for verification (None = all the rest).
+        allow_float_fallback: in integer modes, accept ops that stay float (listed in the report).
+        threads: LiteRT threads for verification and latency.
+        latency_runs: timed batch-1 runs.
+        safe_mode: refuse Lambda layers / custom classes when loading.
+        x_key: key(s) of the inputs in .npz data (comma-separated for several inputs).
+        y_key: key of the labels in .npz data.
+        image: scaling / resize for image folders and uint8 arrays (`tfcompress.data.ImageSpec`).
+        labels: class names, indexed by class id, for the sidecar.
+    """
+
+    mode: Mode = Mode.INT8
+    io: IOType | None = None
+    calib_samples: int = DEFAULT_CALIB_SAMPLES
+    verify: bool = True
+    verify_samples: int | None = DEFAULT_VERIFY_SAMPLES
+    allow_float_fallback: bool = False
+    threads: int = 1
+    latency_runs: int = 50
+    safe_mode: bool = True
+    x_key: str = "x"
+    y_key: str = "y"
+    image: Any = None
+    labels: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "mode", Mode(self.mode))
+        if self.io is not None:
+            object.__setattr__(self, "io", IOType(self.io))
+        if self.calib_samples < 1:
+            raise DataError(f"--calib-samples must be at least 1, got {self.calib_samples}", "the default is 200")
+        if self.threads < 1:
+            raise ConversionError(f"--threads must be at least 1, got {self.threads}", "use 1 for a phone-like figure")
+
+
+@dataclass(frozen=True)
+class ConvertResult:
+    """What `convert` made.
+
+    Attributes:
+        tflite: the .tflite bytes.
+        path: where it was written (None when no output path was given).
+        report: the conversion / verification report (`tfcompress.report.ConvertReport`).
+        meta: the sidecar dict (schema in `tfcompress.export.sidecar`).
+        report_path: OUT.report.json, when written.
+        meta_path: OUT.meta.json, when written.
+    """
+
+    tflite: bytes = field(repr=False)
+    path: Path | None
+    report: Any
+    meta: dict[str, Any] = field(repr=False)
+    report_path: Path | None = None
+    meta_path: Path | None = None
+
+
+def sidecar_paths(out: Path) -> tuple[Path, Path]:
+    """OUT.report.json and OUT.meta.json beside OUT.tflite."""
+    stem = out.name[: -len(out.suffix)] if out.suffix else out.name
+    return out.with_name(f"{stem}.report.json"), out.with_name(f"{stem}.meta.json")
+
+
+def convert(
+    model: Any,
+    data: Any = None,
+    *,
+    output: str | Path | None = None,
+    options: ConvertOptions | None = None,
+    verify_data: Any = None,
+    custom_objects: dict[str, Any] | None = None,
+    on_progress: Callable[[str], None] | None = None,
+    **kwargs: Any,
+) -> ConvertResult:
+    """Convert a Keras model to a verified .tflite (full int8 by default).
+
+    Args:
+        model: path to .keras / .h5 / SavedModel, or an in-memory Keras 3 / tf_keras model.
+        data: calibration (and verification) data: .npy / .npz path, image folder,
+            arrays, (x, y), callable or tf.data.Dataset (see `tfcompress.data`).
+        output: where to write the .tflite (plus .report.json / .meta.json beside it);
+            None keeps everything in memory.
+        options: a `ConvertOptions`; keyword arguments override its fields
+            (e.g. `mode="float16"`, `io="uint8"`).
+        verify_data: separate verification data (e.g. a test set); default: the
+            samples of `data` not used for calibration.
+        custom_objects: classes the model needs to load.
+        on_progress: called with a short message at each stage.
+
+    Returns:
+        A `ConvertResult`.
+
+    Raises:
+        TfcompressError: bad model, data or output path; a float op in an
+            integer mode without `allow_float_fallback`; a converter failure.
+    """
+    from tfcompress import data as data_mod
+    from tfcompress.export import converter as conv
+    from tfcompress.export.sidecar import build_meta
+    from tfcompress.export.tflite_file import read_tflite
+    from tfcompress.export.verify import verify as run_verify
+    from tfcompress.files import check_writable, write_files_atomically
+    from tfcompress.loading import load_source
+    from tfcompress.report import ConvertReport, SizeInfo, versions
+
+    opts = replace(options or ConvertOptions(), **kwargs)
+    say = on_progress or (lambda _msg: None)
+    io = conv.resolve_io(opts.mode, opts.io)
+    out = check_writable(output) if output is not None else None
+    if opts.mode.needs_calibration and data is None:
+        raise DataError(
+            f"mode {opts.mode.value} needs calibration data",
+            "pass --data samples.npz (inputs under 'x'), a .npy or an image folder; or use --mode float16 / dynamic",
+        )
+
+    say("loading the model")
+    source = load_source(model, safe_mode=opts.safe_mode, custom_objects=custom_objects)
+    specs = source.input_specs()
+
+    calib = verification = None
+    split_info: dict[str, Any] = {}
+    preprocessing: dict[str, Any] = {}
+    labels = opts.labels
+    if data is not None:
+        say("loading calibration data")
+        want = None
+        if verify_data is None and opts.verify and opts.verify_samples is not None:
+            want = opts.calib_samples + opts.verify_samples
+        samples = data_mod.load_samples(
+            data, specs, x_key=opts.x_key, y_key=opts.y_key, image=opts.image, max_samples=want
+        )
+        calib, verification, split_info = data_mod.split(samples, opts.calib_samples, opts.verify_samples)
+        preprocessing = samples.preprocessing
+        labels = labels or samples.labels
+    if verify_data is not None:
+        verification = data_mod.load_samples(
+            verify_data, specs, x_key=opts.x_key, y_key=opts.y_key, image=opts.image, max_samples=opts.verify_samples
+        )
+        split_info = {**split_info, "verification": len(verification), "verification_held_out": True}
+        labels = labels or verification.labels
+    if opts.verify and verification is None:
+        raise DataError(
+            "verification needs data",
+            "pass --data (a few hundred labelled samples make a useful report), or --no-verify",
+        )
+
+    say(f"converting to {opts.mode.value} (calibrating on {len(calib) if calib else 0} samples)")
+    t0 = time.perf_counter()
+    representative = (lambda: data_mod.representative_dataset(calib)) if calib is not None else None
+    converter = conv.build_converter(source, opts.mode, io, representative)
+    tflite = conv.run_converter(converter, f"model '{source.name}'")
+    convert_s = time.perf_counter() - t0
+
+    say("checking the converted model")
+    tfl = read_tflite(tflite)
+    float_inputs = [_is_float(s.dtype) for s in specs]
+    check = conv.check_promises(tfl, opts.mode, io, source.layer_names(), float_inputs)
+    if check.float_ops and not opts.allow_float_fallback:
+        listed = "; ".join(op.describe() for op in check.float_ops[:5])
+        more = f" and {len(check.float_ops) - 5} more" if len(check.float_ops) > 5 else ""
+        raise ConversionError(
+            f"{len(check.float_ops)} op(s) cannot run in {opts.mode.value}: {listed}{more}",
+            "replace those layers, or pass --allow-float-fallback to keep them in float (listed in the report)",
+        )
+    if check.problems:
+        raise ConversionError(
+            f"the converted model breaks what mode {opts.mode.value} promises: {'; '.join(check.problems)}",
+            "report this with the model; --mode dynamic is the most permissive",
+        )
+
+    verify_report = None
+    verify_s = 0.0
+    if opts.verify:
+        t1 = time.perf_counter()
+        verify_report = run_verify(
+            source,
+            tflite,
+            verification,
+            held_out=bool(split_info.get("verification_held_out", False)),
+            threads=opts.threads,
+            latency_runs=opts.latency_runs,
+            on_progress=say,
+        )
+        verify_s = time.perf_counter() - t1
+
+    params = _count_params(source)
+    size = SizeInfo(
+        tflite_bytes=len(tflite),
+        gzip_bytes=len(gzip.compress(tflite, compresslevel=9)),
+        source_params=params,
+        bytes_per_param=(len(tflite) / params) if params else None,
+    )
+    report = ConvertReport(
+        model=source.name,
+        source_format=source.format,
+        source_path=source.path,
+        mode=opts.mode.value,
+        io=io.value,
+        output=str(out) if out else None,
+        calibration={
+            "samples": len(calib) if calib is not None else 0,
+            "source": (calib.source if calib is not None else None),
+            **split_info,
+        },
+        preprocessing=preprocessing,
+        size=size,
+        float_ops=tuple(op.describe() for op in check.float_ops),
+        io_dtypes=check.io_found,
+        weight_dtypes=check.weight_dtypes,
+        op_table=tuple(tuple(row) for row in tfl.op_dtype_table()),
+        verify=verify_report,
+        convert_seconds=round(convert_s, 3),
+        verify_seconds=round(verify_s, 3),
+        versions=versions(),
+    )
+    resolver = verify_report.resolver if verify_report else "default"
+    notes = verify_report.notes if verify_report else ()
+    meta = build_meta(
+        tfl,
+        tflite,
+        model_file=out.name if out else "model.tflite",
+        mode=opts.mode.value,
+        source=source,
+        preprocessing=preprocessing,
+        labels=labels,
+        resolver=resolver,
+        runtime_notes=tuple(n for n in notes if "resolver" in n.lower() or "delegate" in n.lower()),
+        versions=versions(),
+    )
+    report_path = meta_path = None
+    if out is not None:
+        report_path, meta_path = sidecar_paths(out)
+        write_files_atomically(
+            {
+                out: tflite,
+                report_path: json.dumps(report.to_dict(), indent=2).encode(),
+                meta_path: json.dumps(meta, indent=2).encode(),
+            }
+        )
+    return ConvertResult(tflite, out, report, meta, report_path, meta_path)
+
+
+def _is_float(dtype: str) -> bool:
+    return dtype.startswith(("float", "bfloat", "half"))
+
+
+def _count_params(source: Any) -> int | None:
+    if source.model is None:
+        return None
+    return int(source.model.count_params())

@@ -1,0 +1,127 @@
+"""The conversion report: a frozen record, its JSON form and its terminal table."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from tfcompress import __version__
+
+
+@dataclass(frozen=True)
+class SizeInfo:
+    """Sizes of the converted model."""
+
+    tflite_bytes: int
+    gzip_bytes: int
+    source_params: int | None
+    bytes_per_param: float | None
+
+
+@dataclass(frozen=True)
+class ConvertReport:
+    """What `tfcompress.convert` did and measured (written as OUT.report.json)."""
+
+    model: str
+    source_format: str
+    source_path: str | None
+    mode: str
+    io: str
+    output: str | None
+    calibration: dict[str, Any]
+    preprocessing: dict[str, Any]
+    size: SizeInfo
+    float_ops: tuple[str, ...]
+    io_dtypes: tuple[str, ...]
+    weight_dtypes: tuple[str, ...]
+    op_table: tuple[tuple[Any, ...], ...]  # (op type, input dtypes, output dtypes, count)
+    verify: Any  # tfcompress.export.verify.VerifyReport | None
+    convert_seconds: float
+    verify_seconds: float
+    versions: dict[str, str]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able dict (infinite SNR becomes null)."""
+        d = _clean(dataclasses.asdict(self))
+        d["schema"] = "tfcompress.report/1"
+        if self.verify is not None and self.verify.accuracy is not None:
+            d["verify"]["accuracy"]["delta_pp"] = round(self.verify.accuracy.delta_pp, 3)
+        d["op_table"] = [
+            {"op": r[0], "input_dtypes": list(r[1]), "output_dtypes": list(r[2]), "count": r[3]} for r in self.op_table
+        ]
+        return d
+
+
+def _clean(obj: Any) -> Any:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    return obj
+
+
+def versions() -> dict[str, str]:
+    """tfcompress, TensorFlow, Keras and LiteRT versions."""
+    from tfcompress.keras_compat import versions as keras_versions
+    from tfcompress.runtime import runtime_version
+
+    return {"tfcompress": __version__, **keras_versions(), "litert": runtime_version()}
+
+
+def human_bytes(n: int) -> str:
+    """'96,656 B (94.4 KiB)'."""
+    return f"{n:,} B ({n / 1024:.1f} KiB)" if n >= 1024 else f"{n:,} B"
+
+
+def render(report: ConvertReport, console: Any) -> None:
+    """Print the report as rich tables."""
+    from rich.table import Table
+
+    summary = Table(title=f"tfcompress convert: {report.model} -> {report.mode}", show_header=False, title_justify="left")
+    summary.add_column(style="bold")
+    summary.add_column()
+    summary.add_row("source", f"{report.source_format}" + (f"  {report.source_path}" if report.source_path else ""))
+    summary.add_row("output", report.output or "(in memory)")
+    summary.add_row("I/O dtypes", ", ".join(report.io_dtypes))
+    summary.add_row("weights", ", ".join(report.weight_dtypes) or "-")
+    size = report.size
+    summary.add_row("size", f"{human_bytes(size.tflite_bytes)}, gzip {human_bytes(size.gzip_bytes)}")
+    if size.bytes_per_param:
+        summary.add_row("bytes / parameter", f"{size.bytes_per_param:.3f} ({size.source_params:,} parameters)")
+    cal = report.calibration
+    summary.add_row("calibration", f"{cal.get('samples', 0)} samples from {cal.get('source') or '-'}")
+    summary.add_row("float ops", "; ".join(report.float_ops) if report.float_ops else "none")
+    summary.add_row("convert time", f"{report.convert_seconds:.2f} s")
+    v = report.verify
+    if v is not None:
+        held = "held-out" if v.held_out else "calibration (not held out)"
+        summary.add_row("verified on", f"{v.samples} {held} samples, {v.runtime}, resolver {v.resolver}")
+        if v.accuracy is not None:
+            a = v.accuracy
+            summary.add_row(
+                "accuracy",
+                f"source {100 * a.source:.2f}%  tflite {100 * a.tflite:.2f}%  ({a.delta_pp:+.2f} pp, {a.samples} labelled)",
+            )
+        for o in v.outputs:
+            agree = f", top-1 agreement {100 * o.top1_agreement:.2f}%" if o.top1_agreement is not None else ""
+            snr = "inf" if not math.isfinite(o.snr_db) else f"{o.snr_db:.1f}"
+            summary.add_row(f"output {o.name}", f"SNR {snr} dB, max |err| {o.max_abs_error:.4g}{agree}")
+        lat = v.latency
+        summary.add_row(
+            "host latency",
+            f"median {lat.median_ms:.3f} ms, p90 {lat.p90_ms:.3f} ms ({lat.runs} runs, {lat.threads} thread(s))",
+        )
+        for note in v.notes:
+            summary.add_row("note", note)
+    console.print(summary)
+
+    ops = Table(title="ops", title_justify="left")
+    for col in ("op", "inputs", "outputs", "count"):
+        ops.add_column(col, justify="right" if col == "count" else "left")
+    for op, ins, outs, count in report.op_table:
+        ops.add_row(str(op), ", ".join(ins), ", ".join(outs), str(count))
+    console.print(ops)
