@@ -50,7 +50,7 @@ def test_fmnist_cnn_tf_keras_int8_end_to_end(trained_cnn, fmnist, tmp_path):
     assert tfl.float_ops() == []
     v = res.report.verify
     assert v.held_out and v.samples == 1000
-    assert v.accuracy.source > 0.4  # trained (chance is 0.1); BN statistics lag after one short epoch
+    assert v.accuracy.source > 0.75  # a trained model (chance is 0.1)
     assert abs(v.accuracy.delta_pp) <= 1.0
     assert v.outputs[0].top1_agreement > 0.97
     assert v.outputs[0].snr_db > 15

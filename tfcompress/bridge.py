@@ -113,7 +113,6 @@ KERAS3_ACTIVATIONS: dict[str, Callable[[Any], Any]] = _register_activations(
     {
         "hard_sigmoid": _hard_sigmoid,  # tf_keras: clip(0.2x + 0.5); Keras 3: relu6(x + 3) / 6
         "hard_silu": _hard_silu,
-        "hard_swish": _hard_silu,
         "celu": _celu,
         "glu": _glu,
         "hard_shrink": _hard_shrink,
@@ -138,6 +137,11 @@ KERAS3_ACTIVATIONS["hard_swish"] = KERAS3_ACTIVATIONS["hard_silu"]
 _RENAMED_KEYS: dict[str, dict[str, str]] = {
     "*": {"batch_shape": "batch_input_shape"},
     "LeakyReLU": {"negative_slope": "alpha"},
+}
+
+# tf_keras keys Keras 3 configs lack, with the value that means "not given".
+_ADDED_KEYS: dict[str, dict[str, Any]] = {
+    "MultiHeadAttention": {"query_shape": None, "key_shape": None, "value_shape": None},
 }
 
 # Keras 3-only keys with no effect on inference results: dropped whatever their value.
@@ -376,7 +380,7 @@ def translate_layer_config(
     """
     layer_name = str(config.get("name", class_name))
     renames = {**_RENAMED_KEYS["*"], **_RENAMED_KEYS.get(class_name, {})}
-    out = {}
+    out = dict(_ADDED_KEYS.get(class_name, {}))
     for key, value in config.items():
         key = renames.get(key, key)
         out[key] = _translate_value(layer_name, class_name, key, value, custom_objects)
@@ -384,7 +388,7 @@ def translate_layer_config(
     tf_cls = getattr(tf_keras.layers, class_name, None)
     if _lookup_custom(custom_objects, class_name) is not None or not isinstance(tf_cls, type):
         return out  # a user class: its config is its own business
-    accepted = _tf_keras_accepted(tf_cls)
+    accepted = _tf_keras_accepted(tf_cls) | _ADDED_KEYS.get(class_name, {}).keys()
     defaults = _keras3_defaults(class_name)
     for key in [k for k in out if k not in accepted]:
         value = out.pop(key)
@@ -583,7 +587,8 @@ def _call_kwargs(op: Any, layer: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
         if value is None:
             continue
         if key not in params and not open_kwargs:
-            raise BridgeError(op.name, type(op).__name__, f"tf_keras {type(layer).__name__}.call has no '{key}' argument")
+            reason = f"tf_keras {type(layer).__name__}.call has no '{key}' argument"
+            raise BridgeError(op.name, type(op).__name__, reason)
         out[key] = value
     return out
 

@@ -14,7 +14,11 @@ from typing import Any
 
 import numpy as np
 
-DEFAULT_CACHE = Path(os.environ.get("TFCOMPRESS_CACHE", Path.home() / ".cache" / "tfcompress"))
+
+
+def default_cache_dir() -> Path:
+    """$TFCOMPRESS_CACHE, else ~/.cache/tfcompress (read at call time)."""
+    return Path(os.environ.get("TFCOMPRESS_CACHE") or Path.home() / ".cache" / "tfcompress")
 
 
 @dataclass(frozen=True)
@@ -24,7 +28,7 @@ class DemoConfig:
     Attributes:
         epochs: training epochs (10 is the reference baseline).
         out_dir: where the .tflite and its sidecars go.
-        cache_dir: where the trained Keras model is cached.
+        cache_dir: where the trained Keras model is cached (None: `default_cache_dir()`).
         retrain: ignore the cache.
         calib_samples: training images used for calibration.
         train_samples: limit the training set (None = all 60,000).
@@ -33,7 +37,7 @@ class DemoConfig:
 
     epochs: int = 10
     out_dir: Path = Path("tfcompress-demo")
-    cache_dir: Path = DEFAULT_CACHE
+    cache_dir: Path | None = None
     retrain: bool = False
     calib_samples: int = 200
     train_samples: int | None = None
@@ -62,7 +66,7 @@ def train_fmnist_cnn(cfg: DemoConfig, console: Any = None) -> tuple[Any, Path, b
     from tfcompress.models import fmnist_cnn
 
     suffix = f"_n{cfg.train_samples}" if cfg.train_samples else ""
-    path = Path(cfg.cache_dir).expanduser() / f"fmnist_cnn_e{cfg.epochs}_s{cfg.seed}{suffix}.keras"
+    path = Path(cfg.cache_dir or default_cache_dir()).expanduser() / f"fmnist_cnn_e{cfg.epochs}_s{cfg.seed}{suffix}.keras"
     if path.exists() and not cfg.retrain:
         return tf_keras.models.load_model(path, compile=False), path, True
     (xtr, ytr), _ = fashion_mnist_float()

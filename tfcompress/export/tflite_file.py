@@ -599,27 +599,26 @@ def layer_names_for_ops(
 
     Args:
         model: the model the operators belong to.
-        ops: operators of one subgraph (default: the main subgraph's).
+        ops: the operators to map (default: the main subgraph's).
         keras_layer_names: names of the source model's layers.
 
     Returns:
-        {op.index: [layer name, ...]} for every op in `ops`.
-
-    Raises:
-        ValueError: two of `ops` share an index (ops from several subgraphs).
+        {op.index: [layer name, ...]} for every op in `ops`. Ops of different
+        subgraphs that share an index share an entry (their names merged);
+        pass one subgraph's ops where that matters.
     """
     layers = frozenset(keras_layer_names)
     ops = list(model.subgraphs[0].operators if ops is None else ops)
     suffixed_first = _prefers_suffixed_scopes(model, layers)
     result: dict[int, list[str]] = {}
     for op in ops:
-        if op.index in result:
-            raise ValueError(f"operators from several subgraphs share index {op.index}; pass one subgraph's ops")
         tensors = model.subgraphs[op.subgraph].tensors
         constants = [i for i, const in zip(op.inputs, op.constant_inputs) if const]
         activations = [i for i, const in zip(op.inputs, op.constant_inputs) if i >= 0 and not const]
         found = _layers_in_names([tensors[i].name for i in constants + list(op.outputs)], layers, suffixed_first)
-        result[op.index] = found or _layers_in_names([tensors[i].name for i in activations], layers, suffixed_first)
+        found = found or _layers_in_names([tensors[i].name for i in activations], layers, suffixed_first)
+        merged = result.setdefault(op.index, [])
+        merged.extend(name for name in found if name not in merged)
     return result
 
 

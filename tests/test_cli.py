@@ -1,0 +1,173 @@
+"""The CLI: bad input gets one `error:` line + hint, exit code 2, no traceback, no file left."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from tfcompress.cli import main
+from tfcompress.keras_compat import keras3, tf_keras
+
+from conftest import random_images
+
+
+def tiny(k=keras3, act="relu", lam=False):
+    inp = k.Input((12, 12, 1), name="img")
+    x = k.layers.Conv2D(4, 3, name="conv")(inp)
+    x = k.layers.Activation(act, name="act")(x)
+    if lam:
+        x = k.layers.Lambda(lambda t: t * 0.5, name="halve")(x)
+    x = k.layers.GlobalAveragePooling2D(name="gap")(x)
+    return k.Model(inp, k.layers.Dense(3, name="head")(x))
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cli")
+    tiny().save(d / "good.keras")
+    tiny(act="elu").save(d / "elu.keras")
+    tiny(k=tf_keras, lam=True).save(d / "lambda.h5")
+    (d / "empty.keras").write_bytes(b"")
+    good = (d / "good.keras").read_bytes()
+    (d / "truncated.keras").write_bytes(good[: len(good) // 2])
+    (d / "notes.h5").write_text("these are my notes, not a model\n")
+    x = random_images(80, (12, 12, 1))
+    np.savez(d / "data.npz", x=x, y=np.arange(80) % 3)
+    np.save(d / "wrong_shape.npy", random_images(10, (20, 20, 1)))
+    nan = x.copy()
+    nan[7, 0, 0, 0] = np.nan
+    np.save(d / "nan.npy", nan)
+    np.save(d / "empty.npy", np.zeros((0, 12, 12, 1), np.float32))
+    return d
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def assert_user_error(result, *needles):
+    out = result.output + (result.stderr if result.stderr_bytes is not None else "")
+    assert result.exit_code == 2, out
+    assert "Traceback" not in out
+    assert "error:" in out
+    for needle in needles:
+        assert needle in out, out
+    return out
+
+
+@pytest.mark.parametrize(
+    "model, data, needles",
+    [
+        ("missing.keras", "data.npz", ["missing.keras", "does not exist"]),
+        ("empty.keras", "data.npz", ["empty.keras", "empty"]),
+        ("truncated.keras", "data.npz", ["truncated.keras", "not a valid .keras"]),
+        ("notes.h5", "data.npz", ["notes.h5", "not an HDF5"]),
+        ("lambda.h5", "data.npz", ["halve", "Lambda", "--unsafe"]),
+        ("good.keras", "wrong_shape.npy", ["wrong_shape.npy", "shape"]),
+        ("good.keras", "nan.npy", ["nan.npy", "NaN"]),
+        ("good.keras", "empty.npy", ["empty.npy"]),
+        ("elu.keras", "data.npz", ["ELU", "act", "--allow-float-fallback"]),
+    ],
+)
+def test_bad_input_is_a_one_line_error(files, tmp_path, model, data, needles):
+    out = tmp_path / "out"
+    out.mkdir()
+    result = run("convert", files / model, "--data", files / data, "-o", out / "m.tflite")
+    assert_user_error(result, *needles)
+    assert list(out.iterdir()) == [], "nothing may be left behind"
+
+
+def test_unwritable_output_directory(files, tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    target = locked if os.geteuid() != 0 else tmp_path / "missing_dir"  # root writes anywhere
+    result = run("convert", files / "good.keras", "--data", files / "data.npz", "-o", target / "m.tflite")
+    assert_user_error(result, str(target))
+
+
+def test_int8_without_data_says_so(files, tmp_path):
+    result = run("convert", files / "good.keras", "-o", tmp_path / "m.tflite")
+    assert_user_error(result, "needs calibration data", "--data")
+
+
+def test_bad_io_for_mode(files, tmp_path):
+    result = run("convert", files / "good.keras", "--mode", "float16", "--io", "int8", "-o", tmp_path / "m.tflite")
+    assert_user_error(result, "float16", "--io float32")
+
+
+def test_unknown_mode_is_a_usage_error(files, tmp_path):
+    result = run("convert", files / "good.keras", "--mode", "int4", "-o", tmp_path / "m.tflite")
+    assert result.exit_code == 2 and "int4" in result.output
+
+
+def test_convert_writes_model_report_and_sidecar(files, tmp_path):
+    out = tmp_path / "good.tflite"
+    result = run("convert", files / "good.keras", "--data", files / "data.npz", "-o", out, "--verify-samples", "40")
+    assert result.exit_code == 0, result.output
+    assert "int8" in result.output and "host latency" in result.output
+    report = json.loads((tmp_path / "good.report.json").read_text())
+    meta = json.loads((tmp_path / "good.meta.json").read_text())
+    assert report["io_dtypes"] == ["int8", "int8"] and report["verify"]["samples"] == 40
+    assert meta["inputs"][0]["dtype"] == "int8"
+    assert meta["preprocessing"]["samples"] == 80
+    assert out.stat().st_size == report["size"]["tflite_bytes"]
+
+
+def test_float_fallback_flag_lists_float_ops(files, tmp_path):
+    result = run(
+        "convert", files / "elu.keras", "--data", files / "data.npz", "-o", tmp_path / "e.tflite",
+        "--allow-float-fallback", "--json",
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output[result.output.index("{"):])
+    assert any("ELU" in op for op in report["float_ops"])
+
+
+def test_unsafe_flag_allows_lambda(files, tmp_path):
+    result = run(
+        "convert", files / "lambda.h5", "--data", files / "data.npz", "-o", tmp_path / "l.tflite", "--unsafe", "--no-verify"
+    )
+    assert result.exit_code == 0, result.output
+
+
+def test_inspect_tflite_and_keras(files, tmp_path):
+    out = tmp_path / "g.tflite"
+    assert run("convert", files / "good.keras", "--data", files / "data.npz", "-o", out, "--no-verify").exit_code == 0
+    r = run("inspect", out)
+    assert r.exit_code == 0, r.output
+    assert "CONV_2D" in r.output
+    r = run("inspect", out, "--json")
+    assert json.loads(r.output)
+    r = run("inspect", files / "good.keras")
+    assert r.exit_code == 0 and "conv" in r.output
+
+
+def test_inspect_bad_file(files):
+    assert_user_error(run("inspect", files / "notes.h5"), "notes.h5")
+
+
+def test_help_teaches():
+    r = run("convert", "--help")
+    assert r.exit_code == 0
+    for flag in ("--data", "--mode", "--io", "--calib-samples", "--no-verify", "--allow-float-fallback", "--unsafe"):
+        assert flag in r.output
+
+
+def test_real_process_exit_code_and_stderr(files, tmp_path):
+    """Outside CliRunner: exit status 2, message on stderr, no traceback, nothing on stdout."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "tfcompress.cli", "convert", str(files / "empty.keras"), "--data",
+         str(files / "data.npz"), "-o", str(tmp_path / "m.tflite")],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error:") and "empty.keras" in proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert not (tmp_path / "m.tflite").exists()
