@@ -31,6 +31,8 @@ with captured_output() as _import_log:  # absl / oneDNN / CUDA-probe chatter at 
         import tensorflow as tf  # noqa: E402
         import tf_keras  # noqa: E402
         import keras as keras3  # noqa: E402
+
+        tf.config.list_physical_devices()  # device probing (cuInit errors on CPU machines) happens here, quietly
     except ImportError as _e:
         _import_error: ImportError | None = _e
     else:

@@ -8,6 +8,8 @@ speak lives here.
 from __future__ import annotations
 
 import enum
+from dataclasses import dataclass, field
+from typing import Any, Mapping
 
 
 class Mode(str, enum.Enum):
@@ -48,3 +50,69 @@ ALLOWED_IO: dict[Mode, tuple[IOType, ...]] = {
     Mode.FLOAT16: (IOType.FLOAT32,),
     Mode.DYNAMIC: (IOType.FLOAT32,),
 }
+
+
+# ----------------------------------------------------------------- recipes
+
+
+@dataclass(frozen=True)
+class LayerMatch:
+    """Which layers a rule targets: regexes searched in the layer name / class name.
+
+    Both given: both must match. `re.search` semantics: anchor with ^...$ for exact names.
+    """
+
+    name: str | None = None
+    class_name: str | None = None
+
+
+@dataclass(frozen=True)
+class LayerRule:
+    """One per-layer rule of a stage: first matching rule wins.
+
+    Attributes:
+        match: which layers.
+        skip: leave matching layers untouched by this stage.
+        params: technique parameters overriding the stage's for matching layers.
+        line: line in the recipe file (for messages), None when built in code.
+    """
+
+    match: LayerMatch
+    skip: bool = False
+    params: Mapping[str, Any] = field(default_factory=dict)
+    line: int | None = None
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One step of a recipe: a technique, its parameters, its fine-tuning and rules.
+
+    Attributes:
+        technique: key of `tfcompress.techniques.TECHNIQUES`.
+        params: the technique's frozen params dataclass instance.
+        epochs: fine-tuning epochs (0 = no training in this stage).
+        steps_per_epoch: limit steps per epoch (None = whole data set).
+        learning_rate: fine-tuning learning rate (None = the technique's default).
+        batch_size: fine-tuning batch size.
+        rules: per-layer rules, first match wins.
+        line: line in the recipe file.
+    """
+
+    technique: str
+    params: Any
+    epochs: int = 0
+    steps_per_epoch: int | None = None
+    learning_rate: float | None = None
+    batch_size: int = 128
+    rules: tuple[LayerRule, ...] = ()
+    line: int | None = None
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """An ordered list of stages, from a YAML / JSON file or built in code."""
+
+    name: str
+    stages: tuple[Stage, ...]
+    description: str = ""
+    source: str | None = None
