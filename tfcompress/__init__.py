@@ -7,6 +7,9 @@ stay fast; TensorFlow loads on first use):
     tfcompress.load_model(path_or_model) -> tf_keras.Model   # Keras 3 bridged
     tfcompress.load_samples(source, specs) -> Samples
     tfcompress.inspect_tflite(path) / tfcompress.inspect_keras(model)
+    tfcompress.compress(model, "pcqat", data, output="m.tflite") -> CompressResult
+    tfcompress.prepare / callbacks / finalize / training_stages   # in your own fit()
+    tfcompress.load_recipe(name_or_path) -> Recipe
     tfcompress.ConvertOptions, Mode, IOType, ImageSpec, TfcompressError
 """
 
@@ -33,6 +36,17 @@ _EXPORTS: dict[str, str] = {
     "to_tf_keras": "tfcompress.bridge",
     "fmnist_cnn": "tfcompress.models",
     "load_fashion_mnist": "tfcompress.datasets",
+    "compress": "tfcompress.compress",
+    "prepare": "tfcompress.compress",
+    "callbacks": "tfcompress.compress",
+    "finalize": "tfcompress.compress",
+    "training_stages": "tfcompress.compress",
+    "CompressResult": "tfcompress.compress",
+    "load_recipe": "tfcompress.recipe",
+    "Recipe": "tfcompress.types",
+    "Stage": "tfcompress.types",
+    "LayerRule": "tfcompress.types",
+    "LayerMatch": "tfcompress.types",
     "Mode": "tfcompress.types",
     "IOType": "tfcompress.types",
     "TfcompressError": "tfcompress.errors",

@@ -178,6 +178,65 @@ def convert(model: str, output: str, data: str | None, mode: str, io: str | None
 
 
 @main.command()
+@click.argument("model", type=click.Path(path_type=str))
+@click.option("-o", "--output", required=True, type=click.Path(path_type=str), help="Where to write the .tflite (OUT.report.json with the per-stage table and OUT.meta.json go beside it).")
+@click.option("--recipe", "recipe", default=None, help="A recipe file (.yaml / .json) or a shipped recipe name (see --list-recipes). Default: mobile-int8.")
+@click.option("--data", "data", required=True, type=click.Path(path_type=str), help="Labelled training data for fine-tuning: .npz (x, y) or an image folder (subfolders = classes).")
+@click.option("--val-data", type=click.Path(path_type=str), default=None, help="Validation data (per-stage accuracy, final verification). Default: the last 10% of --data.")
+@click.option("--x-key", default="x", show_default=True, help="Key of the inputs in an .npz.")
+@click.option("--y-key", default="y", show_default=True, help="Key of the labels in an .npz.")
+@click.option("--image-scale", default=None, help='Scaling of 0..255 pixels for image folders / uint8 arrays ("0,1", "-1,1", "raw", "mean=..;std=..").')
+@click.option("--log-dir", type=click.Path(path_type=str), default=None, help="TensorBoard logs of per-layer sparsity and cluster counts.")
+@click.option("--backup-dir", type=click.Path(path_type=str), default=None, help="Resume point: rerun the same command after an interruption to continue where it stopped.")
+@click.option("--no-stage-metrics", is_flag=True, help="Skip converting after every stage (faster; the stage table then has float accuracy only).")
+@click.option("--unsafe", is_flag=True, help="Allow Lambda layers and custom classes (runs code from the model file).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of tables.")
+@user_errors
+def compress(model: str, output: str, recipe: str | None, data: str, val_data: str | None, x_key: str, y_key: str,
+             image_scale: str | None, log_dir: str | None, backup_dir: str | None, no_stage_metrics: bool, unsafe: bool,
+             as_json: bool) -> None:
+    """Run a compression RECIPE on MODEL with fine-tuning, then convert and verify.
+
+    \b
+    Examples:
+      tfcompress compress model.keras --data train.npz -o model.tflite               # mobile-int8
+      tfcompress compress model.keras --recipe pcqat --data train.npz -o m.tflite
+      tfcompress compress model.h5 --recipe my_recipe.yaml --data imgs/ -o m.tflite --backup-dir ckpt/
+
+    Shipped recipes: prune-50, prune-80-sparse, prune-2of4, cluster-16, qat,
+    pqat, cqat, pcqat, mobile-int8 (README lists what each measured).
+    """
+    from tfcompress.compress import compress as run_compress
+    from tfcompress.data import ImageSpec
+    from tfcompress.report import render, render_stages
+
+    console = _console()
+    image = ImageSpec(scale=image_scale) if image_scale else None
+    result = run_compress(
+        model, recipe, data, output=output, val_data=val_data, x_key=x_key, y_key=y_key, image=image,
+        safe_mode=not unsafe, log_dir=log_dir, backup_dir=backup_dir, measure_stages=not no_stage_metrics,
+        console=None if as_json else console, on_progress=None if as_json else (lambda m: console.print(f"[dim]- {m}[/]")),
+    )
+    if as_json:
+        click.echo(Path(result.convert.report_path or "").read_text() if result.convert.report_path else "{}")
+        return
+    render(result.convert.report, console)
+    render_stages(result, console)
+    console.print(f"wrote {output} (recipe {result.recipe.name})")
+
+
+@main.command(name="recipes")
+def list_recipes() -> None:
+    """List the shipped recipes with their descriptions."""
+    from tfcompress.recipe import list_shipped_recipes, load_recipe
+
+    for name in list_shipped_recipes():
+        r = load_recipe(name)
+        stages = " -> ".join(s.technique for s in r.stages)
+        click.echo(f"{name:18s} {stages}\n{'':18s} {' '.join(r.description.split())}")
+
+
+@main.command()
 @click.argument("file", type=click.Path(path_type=str))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
 @click.option("--unsafe", is_flag=True, help="Allow Lambda layers / custom classes when FILE is a Keras model.")

@@ -945,6 +945,16 @@ def load_samples(
         raise DataError("the model has no inputs to feed", "check the model")
     if max_samples is not None and max_samples < 1:
         raise DataError(f"max_samples must be >= 1, got {max_samples}", "pass a positive number or None")
+    if isinstance(source, Samples):  # already loaded and validated (e.g. by compress): re-check shapes only
+        if len(source.x) != len(specs):
+            raise DataError(f"{source.source}: {len(source.x)} input(s) for a model with {len(specs)}", "check the data")
+        for arr, spec in zip(source.x, specs):
+            if not _dims_match(tuple(arr.shape[1:]), spec.shape[1:]):
+                raise DataError(
+                    f"{source.source}: input '{spec.name}' has shape {tuple(arr.shape)}, the model expects {_fmt_shape(spec.shape)}",
+                    "load the data for this model",
+                )
+        return source if max_samples is None else source.take(0, max_samples)
     targets = [_target_dtype(spec) for spec in specs]
     raw = _source_for(source, specs, {"x_key": x_key, "y_key": y_key, "image": image, "max_samples": max_samples})
     xs, y, assembled = _assemble(raw, specs, x_key, y_key, max_samples)

@@ -41,6 +41,7 @@ class ConvertReport:
     convert_seconds: float
     verify_seconds: float
     versions: dict[str, str]
+    notes: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able dict (infinite SNR becomes null)."""
@@ -96,6 +97,8 @@ def render(report: ConvertReport, console: Any) -> None:
     summary.add_row("calibration", f"{cal.get('samples', 0)} samples from {cal.get('source') or '-'}")
     summary.add_row("float ops", "; ".join(report.float_ops) if report.float_ops else "none")
     summary.add_row("convert time", f"{report.convert_seconds:.2f} s")
+    for note in report.notes:
+        summary.add_row("note", note)
     v = report.verify
     if v is not None:
         held = "held-out" if v.held_out else "calibration (not held out)"
@@ -125,3 +128,24 @@ def render(report: ConvertReport, console: Any) -> None:
     for op, ins, outs, count in report.op_table:
         ops.add_row(str(op), ", ".join(ins), ", ".join(outs), str(count))
     console.print(ops)
+
+
+def render_stages(result: Any, console: Any) -> None:
+    """The per-stage table of a `compress` run (and read-back weight statistics)."""
+    from rich.table import Table
+
+    table = Table(title=f"recipe {result.recipe.name}: after each stage", title_justify="left")
+    for col in ("stage", "epochs", "float acc", "int8 acc", ".tflite B", "gzip B", "latency ms", "sparsity", "max unique", "s"):
+        table.add_column(col, justify="left" if col == "stage" else "right")
+
+    def pct(v: float | None) -> str:
+        return "-" if v is None else f"{100 * v:.2f}%"
+
+    for s in result.stages:
+        table.add_row(
+            f"{s.index} {s.technique}", str(s.epochs), pct(s.float_accuracy), pct(s.int8_accuracy),
+            f"{s.tflite_bytes:,}" if s.tflite_bytes else "-", f"{s.gzip_bytes:,}" if s.gzip_bytes else "-",
+            f"{s.latency_ms:.3f}" if s.latency_ms is not None else "-", f"{100 * s.mean_sparsity:.1f}%",
+            str(s.max_unique), f"{s.seconds:.0f}",
+        )
+    console.print(table)

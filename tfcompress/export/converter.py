@@ -76,7 +76,9 @@ def resolve_io(mode: Mode, io: IOType | str | None) -> IOType:
 # --------------------------------------------------------------- converting
 
 
-def build_converter(source: Any, mode: Mode, io: IOType, representative: Callable[[], Iterator] | None) -> Any:
+def build_converter(
+    source: Any, mode: Mode, io: IOType, representative: Callable[[], Iterator] | None, sparse: bool = False
+) -> Any:
     """A configured TFLiteConverter for a `SourceModel`.
 
     Integer modes always allow builtin float kernels as a fallback so that the
@@ -92,6 +94,8 @@ def build_converter(source: Any, mode: Mode, io: IOType, representative: Callabl
         converter = tf.lite.TFLiteConverter.from_saved_model(source.path)
     spec = MODE_SPECS[mode]
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if sparse:
+        converter.optimizations.append(tf.lite.Optimize.EXPERIMENTAL_SPARSITY)
     if spec.ops:
         converter.target_spec.supported_ops = [getattr(tf.lite.OpsSet, o) for o in spec.ops] + [
             tf.lite.OpsSet.TFLITE_BUILTINS

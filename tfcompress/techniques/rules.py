@@ -91,3 +91,12 @@ def plan_layers(
 def _describe(match: LayerMatch) -> str:
     parts = [f"name~/{match.name}/" if match.name else "", f"class~/{match.class_name}/" if match.class_name else ""]
     return " ".join(p for p in parts if p) or "(matches everything)"
+
+
+def fresh_copy(model: Any) -> Any:
+    """An independent copy of a tf_keras model (new layers, same weights)."""
+    from tfcompress.keras_compat import tf_keras
+
+    copy = tf_keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    return copy

@@ -1,0 +1,139 @@
+"""`tfcompress.compress` and the in-your-own-fit API: PCQAT end to end, resume, CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import tfcompress
+from tfcompress.cli import main
+from tfcompress.compress import compress, kernel_stats, training_stages
+from tfcompress.errors import TfcompressError
+from tfcompress.export.tflite_file import read_tflite
+from tfcompress.keras_compat import keras3, tf_keras
+from tfcompress.models import fmnist_cnn
+from tfcompress.recipe import parse_recipe_dict
+
+PCQAT_QUICK = {
+    "name": "pcqat-quick",
+    "stages": [
+        {"technique": "prune", "epochs": 1, "steps_per_epoch": 6, "batch_size": 32, "params": {"final_sparsity": 0.5}},
+        {"technique": "cluster", "epochs": 1, "steps_per_epoch": 4, "batch_size": 32,
+         "params": {"clusters": 16, "preserve_sparsity": True}},
+        {"technique": "qat", "epochs": 1, "steps_per_epoch": 4, "batch_size": 32,
+         "params": {"scheme": "prune_cluster_preserve"}},
+        {"technique": "convert", "params": {"mode": "int8", "calib_samples": 32}},
+    ],
+}
+
+
+def _data(n, shape, classes=10, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.random((n, *shape), dtype=np.float32), rng.integers(0, classes, n)
+
+
+def _assert_pcqat_survived(result, min_zeros=0.4):
+    tfl = read_tflite(result.convert.tflite)
+    assert [d.dtype for d in tfl.input_details() + tfl.output_details()] == ["int8", "int8"]
+    pointwise = [w for w in result.weight_stats if w.op_type in ("CONV_2D", "FULLY_CONNECTED") and w.elements >= 1024]
+    assert pointwise, "weights read back from the .tflite"
+    for w in pointwise:
+        assert w.zeros >= min_zeros, (w.tensor, w.zeros)  # pruning survived
+        assert w.unique_per_channel <= 17, (w.tensor, w.unique_per_channel)  # 16 centroids (+ the zero)
+
+
+def test_pcqat_fmnist_cnn_reaches_int8_with_sparsity_and_clusters(fmnist):
+    (x, y), (xt, yt) = fmnist
+    result = compress(fmnist_cnn("tf_keras"), parse_recipe_dict(PCQAT_QUICK), (x[:600], y[:600]),
+                      val_data=(xt[:200], yt[:200]), measure_stages=False)
+    assert [s.technique for s in result.stages] == ["prune", "cluster", "qat"]
+    _assert_pcqat_survived(result)
+    assert result.convert.report.verify.accuracy.samples == 200
+
+
+def test_pcqat_mobilenetv2(tmp_path):
+    model = keras3.applications.MobileNetV2(weights=None, input_shape=(32, 32, 3), classes=10)
+    recipe = json.loads(json.dumps(PCQAT_QUICK))
+    for stage in recipe["stages"][:3]:
+        stage["steps_per_epoch"], stage["batch_size"] = 2, 8
+    x, y = _data(64, (32, 32, 3))
+    result = compress(model, parse_recipe_dict(recipe), (x, y), measure_stages=False, verify=False)
+    _assert_pcqat_survived(result, min_zeros=0.3)
+
+
+def test_stage_table_and_outputs(tmp_path, fmnist):
+    (x, y), _ = fmnist
+    recipe = parse_recipe_dict({"name": "p", "stages": [
+        {"technique": "prune", "epochs": 1, "steps_per_epoch": 4, "params": {"final_sparsity": 0.85}},
+        {"technique": "convert", "params": {"sparse": True}}]})
+    out = tmp_path / "m.tflite"
+    result = compress(fmnist_cnn("tf_keras"), recipe, (x[:700], y[:700]), output=out)
+    stage = result.stages[0]
+    assert stage.tflite_bytes > 0 and stage.int8_accuracy is not None and stage.latency_ms > 0
+    assert stage.mean_sparsity == pytest.approx(0.85, abs=0.05)
+    report = json.loads(out.with_name("m.report.json").read_text())
+    assert report["recipe"]["name"] == "p" and len(report["stages"]) == 1
+    assert any(w["encoding"] == "sparse" for w in report["weights"])
+    assert out.stat().st_size < 0.8 * stage.tflite_bytes, "sparse export really shrinks the file"
+    assert "kept sparse" in report["notes"][0]
+    meta = json.loads(out.with_name("m.meta.json").read_text())
+    assert meta["runtime"]["resolver"] in ("default", "builtin") and meta["recipe"] == "p"
+
+
+def test_user_fit_api_and_resume_with_backup_and_restore(tmp_path):
+    x, y = _data(256, (28, 28, 1))
+    recipe = parse_recipe_dict({"name": "p", "stages": [
+        {"technique": "prune", "epochs": 3, "params": {"final_sparsity": 0.6, "frequency": 1}}]})
+    steps = 256 // 32
+
+    def run(interrupt_at=None, backup=None):
+        tf_keras.utils.set_random_seed(0)
+        model = tfcompress.prepare(fmnist_cnn("tf_keras"), recipe, steps_per_epoch=steps)
+        model.compile("adam", tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        cbs = tfcompress.callbacks(recipe, steps_per_epoch=steps)
+        if backup:
+            cbs.append(tf_keras.callbacks.BackupAndRestore(str(backup)))
+        if interrupt_at is not None:
+            class Stop(tf_keras.callbacks.Callback):
+                def on_epoch_end(self, epoch, logs=None):
+                    if epoch == interrupt_at:
+                        raise KeyboardInterrupt
+            cbs.append(Stop())
+        model.fit(x, y, epochs=3, batch_size=32, verbose=0, callbacks=cbs)
+        return tfcompress.finalize(model)
+
+    reference = kernel_stats(run())
+    with pytest.raises(KeyboardInterrupt):
+        run(interrupt_at=0, backup=tmp_path / "bk")
+    resumed = kernel_stats(run(backup=tmp_path / "bk"))
+    for name in ("block1_pw", "block4_pw", "logits"):
+        assert resumed[name][0] == pytest.approx(reference[name][0], abs=0.01) == pytest.approx(0.6, abs=0.02)
+
+
+def test_multi_stage_recipe_needs_the_stage_loop():
+    with pytest.raises(TfcompressError, match="training_stages"):
+        tfcompress.prepare(fmnist_cnn("tf_keras"), parse_recipe_dict(PCQAT_QUICK))
+    runs = list(training_stages(parse_recipe_dict(PCQAT_QUICK), steps_per_epoch=10))
+    assert [r.stage.technique for r in runs] == ["prune", "cluster", "qat"]
+
+
+def test_cli_compress_and_recipe_errors(tmp_path):
+    x, y = _data(200, (28, 28, 1))
+    np.savez(tmp_path / "d.npz", x=x, y=y)
+    fmnist_cnn("keras3").save(tmp_path / "m.keras")
+    (tmp_path / "r.yaml").write_text(
+        "name: q\nstages:\n  - technique: prune\n    epochs: 1\n    steps_per_epoch: 2\n"
+        "  - technique: convert\n"
+    )
+    r = CliRunner().invoke(main, ["compress", str(tmp_path / "m.keras"), "--recipe", str(tmp_path / "r.yaml"),
+                                  "--data", str(tmp_path / "d.npz"), "-o", str(tmp_path / "o.tflite")])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "o.tflite").exists() and "after each stage" in r.output
+    (tmp_path / "bad.yaml").write_text("name: q\nstages:\n  - technique: prune\n    epochz: 1\n")
+    r = CliRunner().invoke(main, ["compress", str(tmp_path / "m.keras"), "--recipe", str(tmp_path / "bad.yaml"),
+                                  "--data", str(tmp_path / "d.npz"), "-o", str(tmp_path / "p.tflite")])
+    assert r.exit_code == 2 and "bad.yaml:4:" in r.output and "epochs" in r.output
+    assert not (tmp_path / "p.tflite").exists()

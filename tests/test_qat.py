@@ -1,0 +1,65 @@
+"""QAT over TF-MOT: configs for layers TF-MOT lacks, unsupported layers named first, scheme choice."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+import tfcompress
+from tfcompress.export.tflite_file import read_tflite
+from tfcompress.keras_compat import tf_keras
+from tfcompress.models import fmnist_cnn
+from tfcompress.techniques import qat
+
+
+def se_model():
+    """Rescaling + conv + squeeze-and-excitation (Multiply), as in EfficientNet."""
+    L = tf_keras.layers
+    inp = tf_keras.Input((16, 16, 3))
+    x = L.Rescaling(1 / 127.5, offset=-1, name="rescale")(inp)
+    x = L.Conv2D(16, 3, padding="same", activation="relu", name="conv")(x)
+    s = L.GlobalAveragePooling2D(keepdims=True, name="squeeze")(x)
+    s = L.Conv2D(16, 1, activation="sigmoid", name="excite")(s)
+    x = L.Multiply(name="gate")([x, s])
+    x = L.GlobalAveragePooling2D(name="gap")(x)
+    return tf_keras.Model(inp, L.Dense(4, name="head")(x))
+
+
+def test_layers_tfmot_lacks_get_our_configs_and_convert_to_int8():
+    model = se_model()
+    p = qat.plan(model, qat.Params())
+    assert {"rescale", "gate"} <= set(p.custom_config)
+    assert p.unsupported == ()
+    q = qat.apply(model, qat.Params())
+    x = np.random.default_rng(0).uniform(0, 255, (32, 16, 16, 3)).astype(np.float32)
+    q.compile("adam", tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    q.fit(x, np.arange(32) % 4, epochs=1, verbose=0)
+    res = tfcompress.convert(q, x, verify_samples=8, latency_runs=3, safe_mode=False)
+    tfl = read_tflite(res.tflite)
+    assert [d.dtype for d in tfl.input_details() + tfl.output_details()] == ["int8", "int8"]
+    assert tfl.float_ops() == []
+
+
+def test_unsupported_layers_are_named_before_training():
+    L = tf_keras.layers
+    inp = tf_keras.Input((8,))
+    x = L.Dense(8, name="fc")(inp)
+    x = L.LayerNormalization(name="ln")(x)
+    model = tf_keras.Model(inp, L.Dense(2, name="out")(x))
+    assert qat.plan(model, qat.Params()).unsupported == ("ln (LayerNormalization)",)
+    with pytest.warns(qat.UnquantizedLayerWarning, match="ln \\(LayerNormalization\\)"):
+        qat.apply(model, qat.Params())
+
+
+def test_auto_scheme_reads_the_weights():
+    model = fmnist_cnn("tf_keras")
+    assert qat.choose_scheme(model, qat.Params()) == "default"
+    rng = np.random.default_rng(0)
+    for layer in model.layers:
+        if type(layer).__name__ in ("Conv2D", "Dense"):
+            k = layer.kernel.numpy()
+            levels = np.linspace(-0.1, 0.1, 8)[rng.integers(0, 8, k.shape)]
+            layer.kernel.assign(np.where(rng.random(k.shape) < 0.5, 0.0, levels))
+    assert qat.choose_scheme(model, qat.Params()) == "prune_cluster_preserve"

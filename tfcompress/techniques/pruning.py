@@ -1,0 +1,190 @@
+"""Magnitude pruning with schedules, over TF-MOT (`technique: prune`).
+
+Unstructured, block and m-by-n (2:4) sparsity; constant or polynomial-decay
+schedules; per-layer targets through recipe rules; TF-MOT's XNNPACK latency
+policy where the model fits it. Zeros alone do not shrink a .tflite: the
+`convert` stage's sparse export (see `tfcompress.techniques.export`) does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+from tfcompress.errors import TfcompressError
+from tfcompress.types import LayerRule
+
+
+@dataclass(frozen=True)
+class Params:
+    """Recipe `params:` of a prune stage.
+
+    Attributes:
+        schedule: "polynomial" (sparsity ramps from initial to final) or "constant".
+        initial_sparsity: polynomial start sparsity.
+        final_sparsity: target fraction of zero weights per pruned layer.
+        begin_step: training step at which pruning starts.
+        end_step: step at which the target is reached; None = end of the stage's training.
+        frequency: prune every this many steps.
+        power: exponent of the polynomial schedule.
+        block_size: (rows, cols) pruned together (block sparsity), (1, 1) = unstructured.
+            TF-MOT supports blocks on 2-D kernels (Dense) only; with a block size other
+            layers are left unpruned.
+        block_pooling: how a block's magnitude is pooled.
+        m_by_n: (m, n) structured sparsity, e.g. (2, 4): 2 zeros in every 4 weights; overrides final_sparsity.
+        policy: "xnnpack" prunes only what XNNPACK's sparse kernels accelerate (TF-MOT
+            PruneForLatencyOnXNNPack); the model must fit it.
+    """
+
+    schedule: Literal["polynomial", "constant"] = "polynomial"
+    initial_sparsity: float = 0.0
+    final_sparsity: float = 0.5
+    begin_step: int = 0
+    end_step: int | None = None
+    frequency: int = 100
+    power: float = 3.0
+    block_size: tuple[int, int] = (1, 1)
+    block_pooling: Literal["AVG", "MAX"] = "AVG"
+    m_by_n: tuple[int, int] | None = None
+    policy: Literal["none", "xnnpack"] = "none"
+
+    def __post_init__(self) -> None:
+        for name in ("initial_sparsity", "final_sparsity"):
+            value = getattr(self, name)
+            if not 0.0 <= value < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {value}")
+        if self.schedule == "polynomial" and self.initial_sparsity > self.final_sparsity:
+            raise ValueError(
+                f"initial_sparsity {self.initial_sparsity} is above final_sparsity {self.final_sparsity}"
+            )
+        if self.begin_step < 0:
+            raise ValueError(f"begin_step must be >= 0, got {self.begin_step}")
+        if self.end_step is not None and self.end_step <= self.begin_step:
+            raise ValueError(
+                f"the schedule ends (end_step {self.end_step}) before it begins (begin_step {self.begin_step})"
+            )
+        if self.frequency < 1:
+            raise ValueError(f"frequency must be >= 1, got {self.frequency}")
+        if any(b < 1 for b in self.block_size):
+            raise ValueError(f"block_size entries must be >= 1, got {self.block_size}")
+        if self.m_by_n is not None:
+            m, n = self.m_by_n
+            if not 0 < m < n:
+                raise ValueError(f"m_by_n must be (m, n) with 0 < m < n, e.g. (2, 4); got {self.m_by_n}")
+            if self.block_size != (1, 1):
+                raise ValueError("m_by_n and block_size cannot be combined")
+
+
+def resolve(params: Params, total_steps: int) -> Params:
+    """Fill `end_step` (None) with the stage's last training step."""
+    if params.end_step is None:
+        end = max(total_steps, params.begin_step + 1)
+        freq = min(params.frequency, max(1, (end - params.begin_step) // 4))
+        return replace(params, end_step=end, frequency=freq)
+    return params
+
+
+def _tfmot() -> Any:
+    from tfcompress.keras_compat import tf  # noqa: F401  (sets the Keras flag before TF-MOT loads)
+    import tensorflow_model_optimization as tfmot
+
+    return tfmot
+
+
+def schedule(params: Params) -> Any:
+    """The TF-MOT PruningSchedule for `params` (end_step must be resolved)."""
+    sparsity = _tfmot().sparsity.keras
+    end = params.end_step if params.end_step is not None else -1
+    if params.schedule == "constant":
+        return sparsity.ConstantSparsity(params.final_sparsity, params.begin_step, end, params.frequency)
+    return sparsity.PolynomialDecay(
+        params.initial_sparsity, params.final_sparsity, params.begin_step, end, params.power, params.frequency
+    )
+
+
+def is_prunable(layer: Any) -> bool:
+    """A layer TF-MOT can prune that actually has weights to prune."""
+    from tensorflow_model_optimization.python.core.sparsity.keras import prune_registry
+
+    sparsity = _tfmot().sparsity.keras
+    if isinstance(layer, sparsity.PrunableLayer):
+        return True
+    if not prune_registry.PruneRegistry.supports(layer):
+        return False
+    return bool(prune_registry.PruneRegistry._weight_names(layer))
+
+
+def _wrapper_kwargs(params: Params) -> dict[str, Any]:
+    return {
+        "pruning_schedule": schedule(params),
+        "block_size": params.block_size,
+        "block_pooling_type": params.block_pooling,
+        "sparsity_m_by_n": params.m_by_n,
+    }
+
+
+def apply(model: Any, params: Params, rules: tuple[LayerRule, ...] = ()) -> Any:
+    """Wrap the prunable layers chosen by `rules` in TF-MOT pruning wrappers.
+
+    Raises:
+        TfcompressError: the model does not fit the XNNPACK policy, or nothing is prunable.
+    """
+    from tfcompress.keras_compat import tf_keras
+    from tfcompress.techniques.rules import fresh_copy, plan_layers
+
+    tfmot = _tfmot()
+    model = fresh_copy(model)  # TF-MOT wrappers mutate the layers they wrap: never the caller's
+    policy = None
+    if params.policy == "xnnpack":
+        policy = tfmot.sparsity.keras.PruneForLatencyOnXNNPack()
+        try:
+            policy.ensure_model_supports_pruning(model)
+        except ValueError as e:
+            raise TfcompressError(
+                f"model '{model.name}' does not fit the XNNPACK latency pruning policy: {e}",
+                "XNNPACK's sparse kernels need NHWC float/int8 1x1 convolutions after a 3x3 stride-2 stem, ending in "
+                "GlobalAveragePooling; use policy: none",
+            ) from None
+    def allowed(layer: Any) -> bool:
+        if not is_prunable(layer) or (policy is not None and not policy.allow_pruning(layer)):
+            return False
+        # TF-MOT's block sparsity works on 2-D kernels (Dense) only: other layers stay unpruned.
+        return params.block_size == (1, 1) or all(w.shape.rank == 2 for w in layer.trainable_weights if w.shape.rank > 1)
+
+    plan = plan_layers(_all_layers(model), rules, params, allowed, where=f"prune stage of '{model.name}'")
+    if not plan.params:
+        raise TfcompressError(f"no prunable layer in model '{model.name}' after the recipe's rules", "check the rules' skip/match")
+
+    def wrap(layer: Any) -> Any:
+        if isinstance(layer, tf_keras.Model):
+            return tf_keras.models.clone_model(layer, clone_function=wrap)
+        layer_params = plan.params.get(layer.name)
+        if layer_params is None:
+            return layer  # shared, weights and all (as TF-MOT does)
+        return tfmot.sparsity.keras.prune_low_magnitude(layer, **_wrapper_kwargs(layer_params))
+
+    return tf_keras.models.clone_model(model, clone_function=wrap)
+
+
+def _all_layers(model: Any) -> list[Any]:
+    layers = []
+    for layer in model.layers:
+        if hasattr(layer, "layers") and not hasattr(layer, "layer"):
+            layers.extend(_all_layers(layer))
+        else:
+            layers.append(layer)
+    return layers
+
+
+def strip(model: Any) -> Any:
+    """Remove pruning wrappers, keeping the zeros."""
+    return _tfmot().sparsity.keras.strip_pruning(model)
+
+
+def callbacks(params: Params, log_dir: str | None = None) -> list[Any]:
+    """UpdatePruningStep (required) and, with a log dir, TF-MOT's sparsity summaries."""
+    sparsity = _tfmot().sparsity.keras
+    cbs = [sparsity.UpdatePruningStep()]
+    if log_dir:
+        cbs.append(sparsity.PruningSummaries(log_dir=log_dir))
+    return cbs

@@ -1,0 +1,223 @@
+"""Quantization-aware training, over TF-MOT (`technique: qat`), incl. PQAT / CQAT / PCQAT.
+
+TF-MOT's default 8-bit registry lacks some layers that real models use
+(EfficientNet's Rescaling / Normalization / SE Multiply, ...). `QUANTIZE_CONFIGS`
+adds QuantizeConfigs for them: one line per layer class. Layers that still
+cannot be quantized are listed by name before training starts and left
+float; the converter calibrates them afterwards.
+
+The collaborative schemes keep what earlier stages made: `prune_preserve`
+(PQAT) keeps zeros, `cluster_preserve` (CQAT) keeps cluster centroids,
+`prune_cluster_preserve` (PCQAT) keeps both. `auto` picks by reading the
+weights.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from tfcompress.types import LayerRule
+
+SCHEMES = ("auto", "default", "prune_preserve", "cluster_preserve", "prune_cluster_preserve")
+
+
+@dataclass(frozen=True)
+class Params:
+    """Recipe `params:` of a qat stage.
+
+    Attributes:
+        scheme: which TF-MOT scheme; "auto" reads sparsity / cluster counts from the weights.
+        sparsity_threshold: "auto" treats kernels with at least this fraction of zeros as pruned.
+        max_clusters: "auto" treats kernels with at most this many unique values as clustered.
+    """
+
+    scheme: Literal["auto", "default", "prune_preserve", "cluster_preserve", "prune_cluster_preserve"] = "auto"
+    sparsity_threshold: float = 0.2
+    max_clusters: int = 256
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.sparsity_threshold < 1.0:
+            raise ValueError(f"sparsity_threshold must be in (0, 1), got {self.sparsity_threshold}")
+        if self.max_clusters < 2:
+            raise ValueError(f"max_clusters must be >= 2, got {self.max_clusters}")
+
+
+class UnquantizedLayerWarning(UserWarning):
+    """Layers QAT leaves float (the converter calibrates them afterwards)."""
+
+
+def _tfmot() -> Any:
+    from tfcompress.keras_compat import tf  # noqa: F401  (sets the Keras flag before TF-MOT loads)
+    import tensorflow_model_optimization as tfmot
+
+    return tfmot
+
+
+def _output_only_config() -> type:
+    """A QuantizeConfig that quantizes a layer's output activations only (no weights)."""
+    tfmot = _tfmot()
+    q = tfmot.quantization.keras
+
+    class OutputQuantizeConfig(q.QuantizeConfig):
+        """8-bit moving-average fake-quant on the output; weights (if any) untouched."""
+
+        def get_weights_and_quantizers(self, layer: Any) -> list:
+            return []
+
+        def get_activations_and_quantizers(self, layer: Any) -> list:
+            return []
+
+        def set_quantize_weights(self, layer: Any, quantize_weights: list) -> None:
+            pass
+
+        def set_quantize_activations(self, layer: Any, quantize_activations: list) -> None:
+            pass
+
+        def get_output_quantizers(self, layer: Any) -> list:
+            return [q.quantizers.MovingAverageQuantizer(num_bits=8, per_axis=False, symmetric=False, narrow_range=False)]
+
+        def get_config(self) -> dict:
+            return {}
+
+    return OutputQuantizeConfig
+
+
+# Layer classes TF-MOT's default 8-bit registry lacks -> QuantizeConfig factory.
+QUANTIZE_CONFIGS: dict[str, Any] = {
+    "Multiply": _output_only_config,  # squeeze-and-excitation gates (EfficientNet, MobileNetV3)
+    "Rescaling": _output_only_config,  # input scaling (EfficientNet)
+    "Normalization": _output_only_config,  # input normalization (EfficientNet)
+    "Subtract": _output_only_config,
+    "Average": _output_only_config,
+    "Maximum": _output_only_config,
+    "Minimum": _output_only_config,
+    "Cropping2D": _output_only_config,
+}
+
+# Handled by TF-MOT's layout transforms (folded into the preceding conv), not by the registry.
+_FOLDED = ("BatchNormalization",)
+
+
+def _registry() -> Any:
+    from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
+        default_8bit_quantize_registry,
+    )
+
+    return default_8bit_quantize_registry.Default8BitQuantizeRegistry()
+
+
+def _is_input(layer: Any) -> bool:
+    from tfcompress.keras_compat import tf_keras
+
+    return isinstance(layer, tf_keras.layers.InputLayer)
+
+
+def choose_scheme(model: Any, params: Params) -> str:
+    """The scheme `auto` means for this model: read sparsity and unique-value counts of kernels."""
+    if params.scheme != "auto":
+        return params.scheme
+    kernels = [w.numpy() for layer in model.layers for w in layer.trainable_weights if "kernel" in w.name and w.shape.rank >= 2]
+    kernels = [k for k in kernels if k.size >= 256 and "depthwise" not in ""]
+    if not kernels:
+        return "default"
+    sparse = np.mean([float(np.mean(k == 0)) >= params.sparsity_threshold for k in kernels]) >= 0.5
+    clustered = np.mean([np.unique(k).size <= params.max_clusters for k in kernels]) >= 0.5
+    return {(False, False): "default", (True, False): "prune_preserve", (False, True): "cluster_preserve", (True, True): "prune_cluster_preserve"}[
+        (bool(sparse), bool(clustered))
+    ]
+
+
+def _scheme_object(name: str) -> Any:
+    tfmot = _tfmot()
+    combine = tfmot.experimental.combine
+    return {
+        "default": lambda: None,
+        "prune_preserve": combine.Default8BitPrunePreserveQuantizeScheme,
+        "cluster_preserve": lambda: combine.Default8BitClusterPreserveQuantizeScheme(preserve_sparsity=False),
+        "prune_cluster_preserve": lambda: combine.Default8BitClusterPreserveQuantizeScheme(preserve_sparsity=True),
+    }[name]()
+
+
+@dataclass(frozen=True)
+class QatPlan:
+    """Which layers QAT quantizes, which it leaves float and why."""
+
+    scheme: str
+    annotated: tuple[str, ...]
+    custom_config: tuple[str, ...]
+    skipped: tuple[str, ...]
+    unsupported: tuple[str, ...]
+
+
+def plan(model: Any, params: Params, rules: tuple[LayerRule, ...] = ()) -> QatPlan:
+    """Decide per layer before any training: default config, our config, skip, or unsupported."""
+    from tfcompress.techniques.rules import matches
+
+    registry = _registry()
+    annotated, custom, skipped, unsupported = [], [], [], []
+    for layer in model.layers:
+        if _is_input(layer):
+            continue
+        rule = next((r for r in rules if matches(r.match, layer)), None)
+        cls = type(layer).__name__
+        if rule is not None and rule.skip:
+            skipped.append(layer.name)
+        elif cls in QUANTIZE_CONFIGS:
+            custom.append(layer.name)
+        elif registry.supports(layer) or cls in _FOLDED:
+            annotated.append(layer.name)
+        else:
+            unsupported.append(f"{layer.name} ({cls})")
+    return QatPlan(choose_scheme(model, params), tuple(annotated), tuple(custom), tuple(skipped), tuple(unsupported))
+
+
+def apply(model: Any, params: Params, rules: tuple[LayerRule, ...] = ()) -> Any:
+    """Annotate and wrap the model for QAT with the chosen scheme.
+
+    Layers without a QuantizeConfig are named in an `UnquantizedLayerWarning`
+    (before training) and left float.
+    """
+    from tfcompress.keras_compat import tf_keras
+    from tfcompress.techniques.rules import fresh_copy
+
+    tfmot = _tfmot()
+    q = tfmot.quantization.keras
+    model = fresh_copy(model)
+    p = plan(model, params, rules)
+    if p.unsupported:
+        warnings.warn(
+            f"QAT leaves {len(p.unsupported)} layer(s) float (no QuantizeConfig): {', '.join(p.unsupported)}; "
+            "the converter calibrates them afterwards",
+            UnquantizedLayerWarning,
+            stacklevel=2,
+        )
+    annotate = set(p.annotated)
+    custom = set(p.custom_config)
+    configs = {cls: factory() for cls, factory in QUANTIZE_CONFIGS.items()}
+
+    def wrap(layer: Any) -> Any:
+        if layer.name in custom:
+            return q.quantize_annotate_layer(layer, quantize_config=configs[type(layer).__name__]())
+        if layer.name in annotate:
+            return q.quantize_annotate_layer(layer)
+        return layer
+
+    annotated = tf_keras.models.clone_model(model, clone_function=wrap)
+    scope = {cfg.__name__: cfg for cfg in configs.values()}
+    with q.quantize_scope(scope):
+        scheme = _scheme_object(p.scheme)
+        return q.quantize_apply(annotated, scheme) if scheme is not None else q.quantize_apply(annotated)
+
+
+def strip(model: Any) -> Any:
+    """QAT models convert as they are (fake-quant carries the ranges): nothing to strip."""
+    return model
+
+
+def callbacks(params: Params, log_dir: str | None = None) -> list[Any]:
+    """QAT needs no callback."""
+    return []
