@@ -149,3 +149,14 @@ def render_stages(result: Any, console: Any) -> None:
             str(s.max_unique), f"{s.seconds:.0f}",
         )
     console.print(table)
+
+    if result.weight_stats:
+        weights = Table(title="weights read back from the .tflite", title_justify="left")
+        for col in ("tensor", "op", "shape", "encoding", "zeros", "unique / channel", "stored B"):
+            weights.add_column(col, justify="left" if col in ("tensor", "op", "encoding") else "right")
+        for w in result.weight_stats:
+            weights.add_row(
+                w.tensor[-40:], w.op_type, "x".join(map(str, w.shape)), w.encoding, f"{100 * w.zeros:.1f}%",
+                str(w.unique_per_channel), f"{w.stored_bytes:,}",
+            )
+        console.print(weights)
