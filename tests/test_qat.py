@@ -65,6 +65,22 @@ def test_auto_scheme_reads_the_weights():
     assert qat.choose_scheme(model, qat.Params()) == "prune_cluster_preserve"
 
 
+def test_auto_scheme_ignores_depthwise_kernels():
+    """Unpruned depthwise kernels must not outvote pruned pointwise ones (MobileNet-style)."""
+    L = tf_keras.layers
+    inp = tf_keras.Input((8, 8, 32))
+    x = inp
+    for i in range(3):
+        x = L.DepthwiseConv2D(3, padding="same", name=f"dw{i}")(x)
+        x = L.Conv2D(32, 1, name=f"pw{i}")(x)
+    model = tf_keras.Model(inp, L.DepthwiseConv2D(3, padding="same", name="dw_last")(x))
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        k = model.get_layer(f"pw{i}").kernel
+        k.assign(np.where(rng.random(k.shape) < 0.6, 0.0, k.numpy()))
+    assert qat.choose_scheme(model, qat.Params()) == "prune_preserve"
+
+
 @pytest.mark.skipif(not __import__("os").environ.get("TFCOMPRESS_SLOW_TESTS"), reason="minutes on 2 cores; TFCOMPRESS_SLOW_TESTS=1")
 @pytest.mark.parametrize("name", ["EfficientNetB0", "MobileNetV2"])
 def test_reference_applications_qat_to_int8(name):

@@ -120,8 +120,15 @@ def choose_scheme(model: Any, params: Params) -> str:
     """The scheme `auto` means for this model: read sparsity and unique-value counts of kernels."""
     if params.scheme != "auto":
         return params.scheme
-    kernels = [w.numpy() for layer in model.layers for w in layer.trainable_weights if "kernel" in w.name and w.shape.rank >= 2]
-    kernels = [k for k in kernels if k.size >= 256 and "depthwise" not in ""]
+    # Conv / Dense kernels only: depthwise kernels are never pruned or clustered by TF-MOT
+    # and would outvote the real evidence in MobileNet-style models.
+    kernels = [
+        w.numpy()
+        for layer in model.layers
+        for w in layer.trainable_weights
+        if w.name.split("/")[-1].startswith("kernel") and w.shape.rank >= 2
+    ]
+    kernels = [k for k in kernels if k.size >= 256]
     if not kernels:
         return "default"
     sparse = np.mean([float(np.mean(k == 0)) >= params.sparsity_threshold for k in kernels]) >= 0.5
