@@ -142,3 +142,15 @@ def test_cli_compress_and_recipe_errors(tmp_path):
                                   "--data", str(tmp_path / "d.npz"), "-o", str(tmp_path / "p.tflite")])
     assert r.exit_code == 2 and "bad.yaml:4:" in r.output and "epochs" in r.output
     assert not (tmp_path / "p.tflite").exists()
+
+
+def test_structured_prune_stage_with_a_data_criterion(fmnist):
+    (x, y), (xt, yt) = fmnist
+    recipe = parse_recipe_dict({"name": "s", "stages": [
+        {"technique": "structured_prune", "epochs": 1, "steps_per_epoch": 3,
+         "params": {"ratio": 0.5, "criterion": "taylor"}},
+        {"technique": "convert"}]})
+    base = fmnist_cnn("tf_keras")
+    result = compress(base, recipe, (x[:500], y[:500]), val_data=(xt[:100], yt[:100]), measure_stages=False)
+    assert result.model.count_params() < 0.7 * base.count_params()
+    assert result.convert.report.io_dtypes == ("int8", "int8")

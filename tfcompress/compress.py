@@ -67,12 +67,22 @@ class StageRun:
         resolve = getattr(module, "resolve", None)
         return resolve(self.stage.params, self.total_steps) if resolve else self.stage.params
 
-    def prepare(self, model: Any) -> Any:
-        """Apply the technique to a tf_keras model (Keras 3 models are bridged)."""
+    def prepare(self, model: Any, data: Any = None) -> Any:
+        """Apply the technique to a tf_keras model (Keras 3 models are bridged).
+
+        Args:
+            model: the model to compress.
+            data: (x, y) for techniques with data-driven criteria (structured_prune's taylor / activation).
+        """
+        import inspect
+
         from tfcompress.loading import load_model
 
         model = load_model(model, safe_mode=False) if not _is_tf_keras(model) else model
-        return _module(self.stage.technique).apply(model, self.params, self.stage.rules)
+        apply = _module(self.stage.technique).apply
+        if data is not None and "data" in inspect.signature(apply).parameters:
+            return apply(model, self.params, self.stage.rules, data=data)
+        return apply(model, self.params, self.stage.rules)
 
     def callbacks(self) -> list[Any]:
         """The Keras callbacks this stage needs in `fit` (plus compression logging)."""
@@ -347,7 +357,7 @@ def compress(
             current = tf_keras.models.load_model(done, compile=False)
             continue
         say(f"stage {run.index}: {stage.technique}")
-        prepared = run.prepare(current)
+        prepared = run.prepare(current, data=(train.x[0][:2048], train.y[:2048]) if train.y is not None else None)
         if stage.epochs > 0:
             prepared.compile(
                 optimizer=tf_keras.optimizers.Adam(stage.learning_rate or 1e-4),
