@@ -154,3 +154,23 @@ def test_structured_prune_stage_with_a_data_criterion(fmnist):
     result = compress(base, recipe, (x[:500], y[:500]), val_data=(xt[:100], yt[:100]), measure_stages=False)
     assert result.model.count_params() < 0.7 * base.count_params()
     assert result.convert.report.io_dtypes == ("int8", "int8")
+
+
+def test_callbacks_log_sparsity_to_tensorboard(tmp_path):
+    from tfcompress.keras_compat import tf
+
+    x, y = _data(64, (28, 28, 1))
+    recipe = parse_recipe_dict({"name": "p", "stages": [
+        {"technique": "prune", "epochs": 1, "params": {"final_sparsity": 0.5, "frequency": 1}}]})
+    model = tfcompress.prepare(fmnist_cnn("tf_keras"), recipe, steps_per_epoch=4)
+    model.compile("adam", tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    history = model.fit(x, y, epochs=1, batch_size=16, verbose=0,
+                        callbacks=tfcompress.callbacks(recipe, steps_per_epoch=4, log_dir=str(tmp_path)))
+    assert history.history["mean_sparsity"][0] == pytest.approx(0.5, abs=0.05)
+    tags = {
+        v.tag
+        for f in tmp_path.rglob("events.out.tfevents.*")
+        for e in tf.compat.v1.train.summary_iterator(str(f))
+        for v in e.summary.value
+    }
+    assert "compression/mean_sparsity" in tags and "compression/block4_pw/sparsity" in tags

@@ -86,7 +86,11 @@ class StageRun:
 
     def callbacks(self) -> list[Any]:
         """The Keras callbacks this stage needs in `fit` (plus compression logging)."""
-        cbs = list(_module(self.stage.technique).callbacks(self.params, self.log_dir))
+        import inspect
+
+        make = _module(self.stage.technique).callbacks
+        takes_log_dir = len(inspect.signature(make).parameters) > 1
+        cbs = list(make(self.params, self.log_dir) if takes_log_dir else make(self.params))
         cbs.append(CompressionLogger(self.log_dir))
         return cbs
 
