@@ -171,3 +171,13 @@ def test_real_process_exit_code_and_stderr(files, tmp_path):
     assert proc.stderr.startswith("error:") and "empty.keras" in proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
     assert not (tmp_path / "m.tflite").exists()
+
+
+def test_profile_builds_a_device_profile(files, tmp_path):
+    out = tmp_path / "g.tflite"
+    assert run("convert", files / "good.keras", "--data", files / "data.npz", "-o", out, "--no-verify").exit_code == 0
+    prof = tmp_path / "host.json"
+    r = run("profile", out, "-o", prof, "--cache", tmp_path / "cache")
+    assert r.exit_code == 0, r.output
+    data = json.loads(prof.read_text())
+    assert data["entries"] and data["provenance"]["command"].startswith("tfcompress")

@@ -225,6 +225,38 @@ def compress(model: str, output: str, recipe: str | None, data: str, val_data: s
     console.print(f"wrote {output} (recipe {result.recipe.name})")
 
 
+@main.command()
+@click.argument("models", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("-o", "--output", default="device_profile.json", show_default=True, type=click.Path(), help="Device profile JSON to write or extend.")
+@click.option("--device", default="host", show_default=True, help="Device name recorded in the profile.")
+@click.option("--cache", "cache_dir", default="~/.cache/tfcompress/lut", show_default=True, type=click.Path(), help="Per-kernel cache (an interrupted build resumes from it).")
+@click.option("--threads", default=1, show_default=True, type=click.IntRange(min=1), help="LiteRT threads.")
+@click.option("--budget-s", default=None, type=float, help="Stop measuring new kernels after this many seconds.")
+@user_errors
+def profile(models: tuple[str, ...], output: str, device: str, cache_dir: str, threads: int, budget_s: float | None) -> None:
+    """Time the kernels of MODELS (.tflite or Keras files) into a device latency profile (LUT).
+
+    \b
+    Example:
+      tfcompress profile mobilenet.tflite my_model.keras -o host.json
+    Then: tfcompress.hardware.lut.predict_latency_ms("model.tflite", load_profile("host.json")).
+    Work in progress (issue 6): see docs/latency.md for the accuracy measured so far.
+    """
+    import os
+
+    from tfcompress.hardware.lut import build_profile
+    from tfcompress.hardware.profile import load_profile, save_profile
+
+    base = load_profile(output) if Path(output).exists() else None
+    prof = build_profile(
+        list(models), device=device, cache_dir=os.path.expanduser(cache_dir), base=base, threads=threads,
+        time_budget_s=budget_s, command=" ".join(["tfcompress", *sys.argv[1:]]),
+        on_progress=lambda i, n, k: click.echo(f"[{i}/{n}] {k.describe()}", err=True),
+    )
+    save_profile(prof, output)
+    click.echo(f"{output}: {len(prof.entries)} kernels, overhead {prof.overhead_ms:.4f} ms")
+
+
 @main.command(name="recipes")
 def list_recipes() -> None:
     """List the shipped recipes with their descriptions."""

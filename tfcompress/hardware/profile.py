@@ -1,0 +1,144 @@
+"""Device profiles: a latency lookup table (LUT) plus how and where it was measured.
+
+A profile is plain JSON (schema in docs/latency.md) so it can be measured on a
+device and read anywhere. No TensorFlow here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from tfcompress.errors import TfcompressError
+from tfcompress.hardware.kernels import KernelKey
+
+__all__ = ["SCHEMA", "Provenance", "LutEntry", "DeviceProfile", "load_profile", "save_profile", "write_json_atomic"]
+
+SCHEMA = "tfcompress.device_profile/1"
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """How, when and by which command the LUT was measured."""
+
+    command: str = ""
+    measured_at: str = ""  # ISO 8601 UTC
+    host: str = ""
+    method: str = ""  # e.g. "one-op int8 models, warm-up 10, median of <=50 after MAD outlier rejection"
+    load_average: float | None = None  # 1-minute load when measuring began
+
+
+@dataclass(frozen=True)
+class LutEntry:
+    """The measured latency of one kernel (interpreter overhead subtracted)."""
+
+    key: KernelKey
+    ms: float
+    runs: int = 0
+    spread_ms: float = 0.0  # median absolute deviation of the kept runs
+
+
+@dataclass(frozen=True)
+class DeviceProfile:
+    """A device + runtime configuration and its LUT.
+
+    `overhead_ms` is the per-invoke cost of a model that does (almost)
+    nothing: the interpreter call, input / output handling. It is added once
+    per predicted model.
+    """
+
+    device: str
+    runtime: str
+    delegate: str = "XNNPACK"
+    threads: int = 1
+    dtype: str = "int8"
+    overhead_ms: float = 0.0
+    provenance: Provenance = field(default_factory=Provenance)
+    entries: tuple[LutEntry, ...] = ()
+
+    def table(self) -> dict[KernelKey, float]:
+        return {e.key: e.ms for e in self.entries}
+
+    def with_entries(self, entries: list[LutEntry] | tuple[LutEntry, ...]) -> DeviceProfile:
+        """A copy whose LUT is this one's plus `entries` (a new entry replaces an old one with the same key)."""
+        merged = {e.key: e for e in self.entries}
+        merged.update({e.key: e for e in entries})
+        return replace(self, entries=tuple(sorted(merged.values(), key=lambda e: e.key)))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA,
+            "device": self.device,
+            "runtime": self.runtime,
+            "delegate": self.delegate,
+            "threads": self.threads,
+            "dtype": self.dtype,
+            "overhead_ms": self.overhead_ms,
+            "provenance": vars(self.provenance).copy(),
+            "entries": [
+                {"key": e.key.to_json(), "ms": e.ms, "runs": e.runs, "spread_ms": e.spread_ms} for e in self.entries
+            ],
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any], label: str = "profile") -> DeviceProfile:
+        if d.get("schema") != SCHEMA:
+            raise TfcompressError(
+                f"{label} is not a tfcompress device profile (schema {d.get('schema')!r}, expected {SCHEMA!r})",
+                "build one with `tfcompress profile`",
+            )
+        try:
+            return cls(
+                device=str(d["device"]),
+                runtime=str(d["runtime"]),
+                delegate=str(d.get("delegate", "XNNPACK")),
+                threads=int(d.get("threads", 1)),
+                dtype=str(d.get("dtype", "int8")),
+                overhead_ms=float(d.get("overhead_ms", 0.0)),
+                provenance=Provenance(**d.get("provenance", {})),
+                entries=tuple(
+                    LutEntry(KernelKey.from_json(e["key"]), float(e["ms"]), int(e.get("runs", 0)),
+                             float(e.get("spread_ms", 0.0)))
+                    for e in d.get("entries", [])
+                ),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise TfcompressError(f"{label} is malformed: {type(exc).__name__}: {exc}",
+                                  "rebuild it with `tfcompress profile`") from exc
+
+
+def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> Path:
+    """Write JSON via a temporary file in the same folder + rename, so readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=1)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def save_profile(profile: DeviceProfile, path: str | os.PathLike[str]) -> Path:
+    """Write `profile` as JSON, atomically."""
+    return write_json_atomic(path, profile.to_json())
+
+
+def load_profile(path: str | os.PathLike[str]) -> DeviceProfile:
+    """Read a profile written by `save_profile`."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise TfcompressError(f"device profile not found: {path}", "check the path") from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise TfcompressError(f"cannot read device profile {path}: {exc}", "rebuild it with `tfcompress profile`") from exc
+    return DeviceProfile.from_json(data, label=str(path))
