@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -113,17 +112,13 @@ class DeviceProfile:
 
 def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> Path:
     """Write JSON via a temporary file in the same folder + rename, so readers never see half a file."""
+    from tfcompress.files import atomic_writer
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=1)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_writer(path, "w") as f:
+        json.dump(obj, f, indent=1)
+        f.write("\n")
     return path
 
 

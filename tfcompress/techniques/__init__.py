@@ -61,6 +61,14 @@ TECHNIQUES: dict[str, Technique] = {
 }
 
 
+def load_tfmot() -> ModuleType:
+    """TF-MOT, imported after the Keras seam has set TF_USE_LEGACY_KERAS (the one TF-MOT import)."""
+    from tfcompress.keras_compat import tf  # noqa: F401  (sets the Keras flag before TF-MOT loads)
+    import tensorflow_model_optimization
+
+    return tensorflow_model_optimization
+
+
 def get_technique(name: str) -> Technique:
     """The registry entry for `name` (KeyError if unknown)."""
     return TECHNIQUES[name]

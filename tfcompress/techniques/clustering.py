@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from tfcompress.errors import TfcompressError
+from tfcompress.techniques import load_tfmot
 from tfcompress.types import LayerRule
 
 _INITS: dict[str, str] = {
@@ -47,13 +48,6 @@ class Params:
             raise ValueError(f"min_weights must be >= 0, got {self.min_weights}")
 
 
-def _tfmot() -> Any:
-    from tfcompress.keras_compat import tf  # noqa: F401  (sets the Keras flag before TF-MOT loads)
-    import tensorflow_model_optimization as tfmot
-
-    return tfmot
-
-
 def clusterable_weights(layer: Any) -> list[Any]:
     """The weights TF-MOT would cluster in `layer` (empty if none / unsupported)."""
     from tensorflow_model_optimization.python.core.clustering.keras import clustering_registry
@@ -81,7 +75,7 @@ def apply(model: Any, params: Params, rules: tuple[LayerRule, ...] = ()) -> Any:
     from tfcompress.techniques.pruning import _all_layers
     from tfcompress.techniques.rules import fresh_copy, plan_layers
 
-    tfmot = _tfmot()
+    tfmot = load_tfmot()
     model = fresh_copy(model)  # TF-MOT wrappers mutate the layers they wrap: never the caller's
     plan = plan_layers(
         _all_layers(model),
@@ -113,7 +107,7 @@ def apply(model: Any, params: Params, rules: tuple[LayerRule, ...] = ()) -> Any:
 
 def strip(model: Any) -> Any:
     """Remove clustering wrappers; kernels keep their clustered values."""
-    return _tfmot().clustering.keras.strip_clustering(model)
+    return load_tfmot().clustering.keras.strip_clustering(model)
 
 
 def callbacks(params: Params, log_dir: str | None = None) -> list[Any]:

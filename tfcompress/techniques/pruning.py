@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from tfcompress.errors import TfcompressError
+from tfcompress.techniques import load_tfmot
 from tfcompress.types import LayerRule
 
 
@@ -84,16 +85,9 @@ def resolve(params: Params, total_steps: int) -> Params:
     return params
 
 
-def _tfmot() -> Any:
-    from tfcompress.keras_compat import tf  # noqa: F401  (sets the Keras flag before TF-MOT loads)
-    import tensorflow_model_optimization as tfmot
-
-    return tfmot
-
-
 def schedule(params: Params) -> Any:
     """The TF-MOT PruningSchedule for `params` (end_step must be resolved)."""
-    sparsity = _tfmot().sparsity.keras
+    sparsity = load_tfmot().sparsity.keras
     end = params.end_step if params.end_step is not None else -1
     if params.schedule == "constant":
         return sparsity.ConstantSparsity(params.final_sparsity, params.begin_step, end, params.frequency)
@@ -106,7 +100,7 @@ def is_prunable(layer: Any) -> bool:
     """A layer TF-MOT can prune that actually has weights to prune."""
     from tensorflow_model_optimization.python.core.sparsity.keras import prune_registry
 
-    sparsity = _tfmot().sparsity.keras
+    sparsity = load_tfmot().sparsity.keras
     if isinstance(layer, sparsity.PrunableLayer):
         return True
     if not prune_registry.PruneRegistry.supports(layer):
@@ -132,7 +126,7 @@ def apply(model: Any, params: Params, rules: tuple[LayerRule, ...] = ()) -> Any:
     from tfcompress.keras_compat import tf_keras
     from tfcompress.techniques.rules import fresh_copy, plan_layers
 
-    tfmot = _tfmot()
+    tfmot = load_tfmot()
     model = fresh_copy(model)  # TF-MOT wrappers mutate the layers they wrap: never the caller's
     policy = None
     if params.policy == "xnnpack":
@@ -178,12 +172,12 @@ def _all_layers(model: Any) -> list[Any]:
 
 def strip(model: Any) -> Any:
     """Remove pruning wrappers, keeping the zeros."""
-    return _tfmot().sparsity.keras.strip_pruning(model)
+    return load_tfmot().sparsity.keras.strip_pruning(model)
 
 
 def callbacks(params: Params, log_dir: str | None = None) -> list[Any]:
     """UpdatePruningStep (required) and, with a log dir, TF-MOT's sparsity summaries."""
-    sparsity = _tfmot().sparsity.keras
+    sparsity = load_tfmot().sparsity.keras
     cbs = [sparsity.UpdatePruningStep()]
     if log_dir:
         cbs.append(sparsity.PruningSummaries(log_dir=log_dir))

@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from tfcompress.techniques import load_tfmot
 from tfcompress.types import LayerRule
 
 SCHEMES = ("auto", "default", "prune_preserve", "cluster_preserve", "prune_cluster_preserve")
@@ -50,16 +51,9 @@ class UnquantizedLayerWarning(UserWarning):
     """Layers QAT leaves float (the converter calibrates them afterwards)."""
 
 
-def _tfmot() -> Any:
-    from tfcompress.keras_compat import tf  # noqa: F401  (sets the Keras flag before TF-MOT loads)
-    import tensorflow_model_optimization as tfmot
-
-    return tfmot
-
-
 def _output_only_config() -> type:
     """A QuantizeConfig that quantizes a layer's output activations only (no weights)."""
-    tfmot = _tfmot()
+    tfmot = load_tfmot()
     q = tfmot.quantization.keras
 
     class OutputQuantizeConfig(q.QuantizeConfig):
@@ -139,7 +133,7 @@ def choose_scheme(model: Any, params: Params) -> str:
 
 
 def _scheme_object(name: str) -> Any:
-    tfmot = _tfmot()
+    tfmot = load_tfmot()
     combine = tfmot.experimental.combine
     return {
         "default": lambda: None,
@@ -191,7 +185,7 @@ def apply(model: Any, params: Params, rules: tuple[LayerRule, ...] = ()) -> Any:
     from tfcompress.keras_compat import tf_keras
     from tfcompress.techniques.rules import fresh_copy
 
-    tfmot = _tfmot()
+    tfmot = load_tfmot()
     q = tfmot.quantization.keras
     model = fresh_copy(model)
     p = plan(model, params, rules)
