@@ -157,11 +157,11 @@ class CompressionLogger(_compression_logger_base()):  # type: ignore[misc]
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         stats = kernel_stats(self.model)
         row = {"epoch": epoch}
-        for name, (zeros, unique) in stats.items():
+        for name, (zeros, unique, _size) in stats.items():
             row[f"{name}/sparsity"] = zeros
             row[f"{name}/unique"] = unique
         if stats:
-            total = overall_sparsity(self.model)
+            total = overall_sparsity(stats)
             row["mean_sparsity"] = total
             if logs is not None:
                 logs["mean_sparsity"] = total
@@ -178,27 +178,22 @@ class CompressionLogger(_compression_logger_base()):  # type: ignore[misc]
                 self._writer.flush()
 
 
-def kernel_stats(model: Any) -> dict[str, tuple[float, int]]:
-    """{layer: (fraction of zero kernel weights, unique values)} for Conv/Dense kernels, wrappers seen through."""
-    out: dict[str, tuple[float, int]] = {}
+def kernel_stats(model: Any) -> dict[str, tuple[float, int, int]]:
+    """{layer: (fraction of zero kernel weights, unique values, size)} for Conv/Dense kernels, wrappers seen through."""
+    out: dict[str, tuple[float, int, int]] = {}
     for layer in model.layers:
         inner = getattr(layer, "layer", layer)
         kernel = _effective_kernel(layer)
         if kernel is None or kernel.size < 64:
             continue
-        out[inner.name] = (float(np.mean(kernel == 0)), int(np.unique(kernel).size))
+        out[inner.name] = (float(np.mean(kernel == 0)), int(np.unique(kernel).size), int(kernel.size))
     return out
 
 
-def overall_sparsity(model: Any) -> float:
-    """Fraction of zeros over all Conv/Dense kernel weights of `model`, weighted by size."""
-    zeros = total = 0
-    for layer in model.layers:
-        kernel = _effective_kernel(layer)
-        if kernel is not None and kernel.size >= 64:
-            zeros += int(np.sum(kernel == 0))
-            total += kernel.size
-    return zeros / total if total else 0.0
+def overall_sparsity(stats: dict[str, tuple[float, int, int]]) -> float:
+    """Fraction of zeros over all kernels of a `kernel_stats` result, weighted by size."""
+    total = sum(size for _, _, size in stats.values())
+    return sum(zeros * size for zeros, _, size in stats.values()) / total if total else 0.0
 
 
 def _effective_kernel(layer: Any) -> np.ndarray | None:
@@ -445,8 +440,8 @@ def _measure(run: StageRun, model: Any, calib: Any, val: Any, seconds: float, co
         tflite_bytes=tfl_bytes,
         gzip_bytes=gz,
         latency_ms=latency,
-        mean_sparsity=overall_sparsity(model),
-        max_unique=max((u for _, u in stats.values()), default=0),
+        mean_sparsity=overall_sparsity(stats),
+        max_unique=max((u for _, u, _ in stats.values()), default=0),
         seconds=round(seconds, 2),
     )
 
