@@ -181,3 +181,55 @@ def test_profile_builds_a_device_profile(files, tmp_path):
     assert r.exit_code == 0, r.output
     data = json.loads(prof.read_text())
     assert data["entries"] and data["provenance"]["command"].startswith("tfcompress")
+    assert data["calibration"]["fitted_on"] == 0, "one model: too few to calibrate on"
+    assert len(data["observations"]) == 1
+
+
+FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
+
+
+def test_profile_list_import_and_bundle(files, tmp_path):
+    listed = run("profile", "--list")
+    assert listed.exit_code == 0 and listed.output.startswith("host"), listed.output
+    out = tmp_path / "pi4.json"
+    r = run("profile", "--import", os.path.join(FIXTURES, "edge_result.json"), "-o", out)
+    assert r.exit_code == 0, r.output
+    data = json.loads(out.read_text())
+    assert data["entries"] and "edge_profile.py" in data["provenance"]["method"]
+    bundle = tmp_path / "bundle"
+    r = run("profile", files / "good.keras", "--export-bundle", bundle)
+    assert r.exit_code == 0, r.output
+    assert (bundle / "edge_profile.py").exists() and json.loads((bundle / "bundle.json").read_text())["kernels"]
+    assert "edge_profile.py" in r.output
+
+
+def test_profile_bad_input_is_a_user_error(files, tmp_path):
+    assert_user_error(run("profile", "--import", files / "notes.h5", "-o", tmp_path / "x.json"), "notes.h5")
+    assert_user_error(run("profile", "--import", os.path.join(FIXTURES, "benchmark_model_op_profile.csv")), "--model")
+    assert_user_error(run("profile", "--validate", "3", "--list"), "cannot be combined")
+    assert_user_error(run("profile", "--validate", "1", "--profile", "pixel99"), "unknown device")
+    assert_user_error(run("profile", files / "good.keras", "--export-bundle", files), "not empty")
+    assert not (tmp_path / "x.json").exists()
+
+
+def test_profile_validate_prints_the_error_distribution(tmp_path):
+    from tfcompress.hardware.lut import build_profile
+    from tfcompress.hardware.profile import save_profile
+    from tfcompress.hardware.validate import space_models
+
+    prof = save_profile(build_profile(space_models(2), cache_dir=tmp_path / "c"), tmp_path / "p.json")
+    png = tmp_path / "scatter.png"
+    r = run("profile", "--validate", "2", "--profile", prof, "--png", png)
+    assert r.exit_code == 0, r.output
+    assert "within ±10%" in r.output and "median |error|" in r.output
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_convert_device_option(files, tmp_path):
+    out = tmp_path / "g.tflite"
+    assert_user_error(run("convert", files / "good.keras", "--data", files / "data.npz", "-o", out, "--device", "pixel99"),
+                      "unknown device", "shipped: host")
+    assert not out.exists()
+    r = run("convert", files / "good.keras", "--data", files / "data.npz", "-o", out, "--device", "none", "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(out.with_name("g.report.json").read_text())["predicted_latency"] is None

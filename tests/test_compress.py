@@ -78,6 +78,7 @@ def test_stage_table_and_outputs(tmp_path, fmnist):
     result = compress(fmnist_cnn("tf_keras"), recipe, (x[:700], y[:700]), output=out)
     stage = result.stages[0]
     assert stage.tflite_bytes > 0 and stage.int8_accuracy is not None and stage.latency_ms > 0
+    assert stage.predicted_ms > 0  # predicted on the shipped host profile, next to the measured latency
     assert stage.mean_sparsity == pytest.approx(0.85, abs=0.05)
     report = json.loads(out.with_name("m.report.json").read_text())
     assert report["recipe"]["name"] == "p" and len(report["stages"]) == 1
@@ -156,21 +157,43 @@ def test_structured_prune_stage_with_a_data_criterion(fmnist):
     assert result.convert.report.io_dtypes == ("int8", "int8")
 
 
-def test_callbacks_log_sparsity_to_tensorboard(tmp_path):
+def _tensorboard_tags(log_dir):
     from tfcompress.keras_compat import tf
 
-    x, y = _data(64, (28, 28, 1))
-    recipe = parse_recipe_dict({"name": "p", "stages": [
-        {"technique": "prune", "epochs": 1, "params": {"final_sparsity": 0.5, "frequency": 1}}]})
-    model = tfcompress.prepare(fmnist_cnn("tf_keras"), recipe, steps_per_epoch=4)
-    model.compile("adam", tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    history = model.fit(x, y, epochs=1, batch_size=16, verbose=0,
-                        callbacks=tfcompress.callbacks(recipe, steps_per_epoch=4, log_dir=str(tmp_path)))
-    assert history.history["mean_sparsity"][0] == pytest.approx(0.5, abs=0.05)
-    tags = {
+    return {
         v.tag
-        for f in tmp_path.rglob("events.out.tfevents.*")
+        for f in log_dir.rglob("events.out.tfevents.*")
         for e in tf.compat.v1.train.summary_iterator(str(f))
         for v in e.summary.value
     }
+
+
+def _fit_pruning(tmp_path, epochs, **callback_kw):
+    """A 50% pruning stage run in our own fit(); returns (history, callbacks, recipe)."""
+    x, y = _data(64, (28, 28, 1))
+    recipe = parse_recipe_dict({"name": "p", "stages": [
+        {"technique": "prune", "epochs": epochs, "params": {"final_sparsity": 0.5, "frequency": 1}}]})
+    model = tfcompress.prepare(fmnist_cnn("tf_keras"), recipe, steps_per_epoch=4)
+    model.compile("adam", tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    cbs = tfcompress.callbacks(recipe, steps_per_epoch=4, log_dir=str(tmp_path), **callback_kw)
+    return model.fit(x, y, epochs=epochs, batch_size=16, verbose=0, callbacks=cbs), cbs, recipe
+
+
+def test_callbacks_log_sparsity_to_tensorboard(tmp_path):
+    history, _, _ = _fit_pruning(tmp_path, 1)
+    assert history.history["mean_sparsity"][0] == pytest.approx(0.5, abs=0.05)
+    tags = _tensorboard_tags(tmp_path)
     assert "compression/mean_sparsity" in tags and "compression/block4_pw/sparsity" in tags
+
+
+def test_callbacks_log_predicted_latency_each_epoch(tmp_path):
+    from tfcompress.compress import LatencyLogger
+
+    history, cbs, recipe = _fit_pruning(tmp_path, 2, device="host")
+    logged = history.history["predicted_latency_ms"]
+    assert len(logged) == 2 and logged[0] > 0
+    logger = next(c for c in cbs if isinstance(c, LatencyLogger))
+    assert len(logger._by_architecture) == 1, "same architecture each epoch: converted once"
+    tags = _tensorboard_tags(tmp_path)
+    assert "compression/predicted_latency_ms" in tags
+    assert not any(isinstance(c, LatencyLogger) for c in tfcompress.callbacks(recipe, steps_per_epoch=4))

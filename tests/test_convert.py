@@ -217,3 +217,32 @@ def test_fmnist_cnn_keras3_in_memory_matches_tf_keras_size(small_data):
     a = tfcompress.convert(fmnist_cnn("keras3"), data, verify=False)
     b = tfcompress.convert(fmnist_cnn("tf_keras"), data, verify=False)
     assert abs(len(a.tflite) - len(b.tflite)) < 2048
+
+
+# ------------------------------------------------------------------ predicted latency
+
+
+def test_report_shows_predicted_next_to_measured_latency(small_data, tmp_path):
+    out = tmp_path / "m.tflite"
+    res = tfcompress.convert(tf_keras.models.clone_model(small_cnn(tf_keras)), small_data, output=out, **QUICK)
+    p = res.report.predicted_latency
+    assert p["device"] and p["total_ms"] > p["overhead_ms"] > 0 and p["threads"] == 1
+    assert {"conv", "dw", "head"} <= set(p["per_layer_ms"]), "ops are mapped back to Keras layers"
+    assert json.loads(res.report_path.read_text())["predicted_latency"]["total_ms"] == p["total_ms"]
+    assert res.report.verify.latency.median_ms > 0  # measured, beside it
+
+
+def test_no_prediction_for_other_dtypes_or_when_turned_off(small_data):
+    fp16 = tfcompress.convert(small_cnn(tf_keras), None, mode="float16", verify=False)
+    assert fp16.report.predicted_latency is None
+    assert any("no predicted latency" in n and "float16" in n for n in fp16.report.notes)
+    off = tfcompress.convert(small_cnn(tf_keras), small_data, device=None, **QUICK)
+    assert off.report.predicted_latency is None and not off.report.notes
+
+
+def test_unknown_device_fails_before_converting(small_data, tmp_path):
+    from tfcompress.errors import TfcompressError
+
+    with pytest.raises(TfcompressError, match="unknown device"):
+        tfcompress.convert(small_cnn(tf_keras), small_data, output=tmp_path / "m.tflite", device="pixel99", **QUICK)
+    assert not list(tmp_path.iterdir())

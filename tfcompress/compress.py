@@ -48,12 +48,15 @@ class StageRun:
         index: its position in the recipe.
         total_steps: training steps of this stage (resolves schedules' end_step).
         log_dir: TensorBoard directory for sparsity / cluster summaries (None: off).
+        device: device profile whose predicted latency is logged each epoch
+            (shipped name such as "host", or a profile JSON path; None: off).
     """
 
     stage: Stage
     index: int
     total_steps: int
     log_dir: str | None = None
+    device: Any = None
 
     @property
     def epochs(self) -> int:
@@ -92,6 +95,8 @@ class StageRun:
         takes_log_dir = len(inspect.signature(make).parameters) > 1
         cbs = list(make(self.params, self.log_dir) if takes_log_dir else make(self.params))
         cbs.append(CompressionLogger(self.log_dir))
+        if self.device is not None:
+            cbs.append(LatencyLogger(self.device, self.log_dir, inference_model=self.finalize))
         return cbs
 
     def finalize(self, model: Any) -> Any:
@@ -100,15 +105,15 @@ class StageRun:
 
 
 def training_stages(
-    recipe: Recipe | str | Path, *, steps_per_epoch: int, log_dir: str | None = None
+    recipe: Recipe | str | Path, *, steps_per_epoch: int, log_dir: str | None = None, device: Any = None
 ) -> Iterator[StageRun]:
-    """The recipe's stages other than `convert`, in order."""
+    """The recipe's stages other than `convert`, in order (`device`: log its predicted latency each epoch)."""
     recipe = _recipe(recipe)
     for i, stage in enumerate(recipe.stages):
         if stage.technique == "convert":
             continue
         steps = (stage.steps_per_epoch or steps_per_epoch) * max(stage.epochs, 1)
-        yield StageRun(stage, i, steps, f"{log_dir}/stage{i}_{stage.technique}" if log_dir else None)
+        yield StageRun(stage, i, steps, f"{log_dir}/stage{i}_{stage.technique}" if log_dir else None, device)
 
 
 def _single_stage(recipe: Recipe | str | Path, steps_per_epoch: int = 1) -> StageRun:
@@ -126,10 +131,12 @@ def prepare(model: Any, recipe: Recipe | str | Path, *, steps_per_epoch: int = 1
     return _single_stage(recipe, steps_per_epoch).prepare(model)
 
 
-def callbacks(recipe: Recipe | str | Path, *, steps_per_epoch: int = 1, log_dir: str | None = None) -> list[Any]:
-    """Callbacks for `fit` with a model from `prepare` (UpdatePruningStep, logging)."""
+def callbacks(
+    recipe: Recipe | str | Path, *, steps_per_epoch: int = 1, log_dir: str | None = None, device: Any = None
+) -> list[Any]:
+    """Callbacks for `fit` with a model from `prepare` (UpdatePruningStep, logging; predicted latency on `device`)."""
     run = _single_stage(recipe, steps_per_epoch)
-    return StageRun(run.stage, run.index, run.total_steps, log_dir).callbacks()
+    return StageRun(run.stage, run.index, run.total_steps, log_dir, device).callbacks()
 
 
 def finalize(model: Any) -> Any:
@@ -178,6 +185,55 @@ class CompressionLogger(_compression_logger_base()):  # type: ignore[misc]
                 self._writer.flush()
 
 
+class LatencyLogger(_compression_logger_base()):  # type: ignore[misc]
+    """Logs the predicted latency of the model being compressed, each epoch (logs dict + TensorBoard).
+
+    The model (training wrappers stripped by `inference_model`) is converted to
+    int8 and predicted on `device`'s profile. Latency depends on the
+    architecture, not the weight values, so a prediction is reused while the
+    architecture stays the same: converting costs about a second per new one.
+
+    Args:
+        device: shipped profile name ("host"), profile JSON path or DeviceProfile.
+        log_dir: TensorBoard directory (None: logs dict only).
+        inference_model: turns the training model into the one that ships
+            (default: strip pruning / clustering wrappers).
+    """
+
+    def __init__(self, device: Any = "host", log_dir: str | None = None,
+                 inference_model: Callable[[Any], Any] | None = None) -> None:
+        from tfcompress.hardware.predict import LatencyModel
+        from tfcompress.hardware.profile import resolve_profile
+
+        super().__init__()
+        self.latency_model = LatencyModel(resolve_profile(device))
+        self.log_dir = log_dir
+        self.inference_model = inference_model or finalize
+        self.history: list[float] = []
+        self._by_architecture: dict[str, float] = {}
+        self._writer = None
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        from tfcompress.hardware.predict import predict_latency_ms
+
+        model = self.inference_model(self.model)
+        arch = model.to_json()
+        if arch not in self._by_architecture:
+            self._by_architecture[arch] = predict_latency_ms(model, self.latency_model).total_ms
+        ms = self._by_architecture[arch]
+        self.history.append(ms)
+        if logs is not None:
+            logs["predicted_latency_ms"] = ms
+        if self.log_dir:
+            from tfcompress.keras_compat import tf
+
+            if self._writer is None:
+                self._writer = tf.summary.create_file_writer(self.log_dir)
+            with self._writer.as_default():
+                tf.summary.scalar("compression/predicted_latency_ms", ms, step=epoch)
+                self._writer.flush()
+
+
 def kernel_stats(model: Any) -> dict[str, tuple[float, int, int]]:
     """{layer: (fraction of zero kernel weights, unique values, size)} for Conv/Dense kernels, wrappers seen through."""
     out: dict[str, tuple[float, int, int]] = {}
@@ -222,6 +278,7 @@ class StageResult:
     tflite_bytes: int
     gzip_bytes: int
     latency_ms: float | None
+    predicted_ms: float | None
     mean_sparsity: float
     max_unique: int
     seconds: float
@@ -298,6 +355,7 @@ def compress(
     measure_stages: bool = True,
     console: Any = None,
     on_progress: Callable[[str], None] | None = None,
+    device: Any = "host",
 ) -> CompressResult:
     """Run `recipe` on `model` with fine-tuning on `data`, then convert and verify.
 
@@ -312,6 +370,8 @@ def compress(
         backup_dir: resume point: BackupAndRestore per stage, and finished stages saved.
         measure_stages: convert after every stage for the stage table (int8 accuracy, size, latency).
         console: rich console for progress bars (None: no bars).
+        device: device profile for predicted latency (per epoch, per stage, final
+            report): shipped name ("host"), profile JSON path, or None for none.
 
     Raises:
         TfcompressError: bad model / recipe / data / output, or a stage that cannot apply.
@@ -345,7 +405,7 @@ def compress(
     results: list[StageResult] = []
     current = keras_model
     backup = Path(backup_dir) if backup_dir else None
-    for run in training_stages(rec, steps_per_epoch=1, log_dir=log_dir):
+    for run in training_stages(rec, steps_per_epoch=1, log_dir=log_dir, device=device):
         t0 = time.perf_counter()
         stage = run.stage
         steps = _steps(len(train), stage.batch_size)
@@ -397,6 +457,7 @@ def compress(
         verify_samples=None,
         labels=labels,
         safe_mode=False,
+        device=device,
     )
     final = convert(
         current, calib, verify_data=val if verify else None, options=options, on_progress=say, output=None
@@ -423,14 +484,17 @@ def _measure(run: StageRun, model: Any, calib: Any, val: Any, seconds: float, co
         pred = np.asarray(model.predict(x, verbose=0, batch_size=256))
         float_acc = float(np.mean(np.argmax(pred, axis=-1) == val.y))
     tfl_bytes = gz = 0
-    int8_acc = latency = None
+    int8_acc = latency = predicted = None
     if convert_it:
         say(f"stage {run.index}: measuring the int8 model")
-        res = convert(model, calib, verify_data=val, verify_samples=None, latency_runs=20, safe_mode=False, allow_float_fallback=True)
+        res = convert(model, calib, verify_data=val, verify_samples=None, latency_runs=20, safe_mode=False,
+                      allow_float_fallback=True, device=run.device)
         tfl_bytes, gz = res.report.size.tflite_bytes, res.report.size.gzip_bytes
         acc = res.report.verify.accuracy
         int8_acc = acc.tflite if acc else None
         latency = res.report.verify.latency.median_ms
+        if res.report.predicted_latency is not None:
+            predicted = res.report.predicted_latency["total_ms"]
     return StageResult(
         index=run.index,
         technique=run.stage.technique,
@@ -440,6 +504,7 @@ def _measure(run: StageRun, model: Any, calib: Any, val: Any, seconds: float, co
         tflite_bytes=tfl_bytes,
         gzip_bytes=gz,
         latency_ms=latency,
+        predicted_ms=predicted,
         mean_sparsity=overall_sparsity(stats),
         max_unique=max((u for _, u, _ in stats.values()), default=0),
         seconds=round(seconds, 2),

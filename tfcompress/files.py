@@ -46,6 +46,7 @@ def atomic_writer(path: str | os.PathLike, mode: str = "wb") -> Iterator:
             yield f
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get normal permissions
         os.replace(tmp, p)
     except BaseException:
         with contextlib.suppress(OSError):

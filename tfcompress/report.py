@@ -38,6 +38,7 @@ class ConvertReport:
     weight_dtypes: tuple[str, ...]
     op_table: tuple[tuple[Any, ...], ...]  # (op type, input dtypes, output dtypes, count)
     verify: Any  # tfcompress.export.verify.VerifyReport | None
+    predicted_latency: dict[str, Any] | None  # tfcompress.hardware.predict.Prediction.to_dict() + profile info
     convert_seconds: float
     verify_seconds: float
     versions: dict[str, str]
@@ -120,6 +121,13 @@ def render(report: ConvertReport, console: Any) -> None:
         )
         for note in v.notes:
             summary.add_row("note", note)
+    p = report.predicted_latency
+    if p is not None:
+        summary.add_row(
+            "predicted latency",
+            f"{p['total_ms']:.3f} ms on '{p['device']}' ({p['runtime']}, {p['delegate']}, {p['threads']} thread(s); "
+            f"{100 * p['lut_hit_rate']:.0f}% of ops measured in its LUT)",
+        )
     console.print(summary)
 
     ops = Table(title="ops", title_justify="left")
@@ -135,7 +143,7 @@ def render_stages(result: Any, console: Any) -> None:
     from rich.table import Table
 
     table = Table(title=f"recipe {result.recipe.name}: after each stage", title_justify="left")
-    for col in ("stage", "epochs", "float acc", "int8 acc", ".tflite B", "gzip B", "latency ms", "sparsity", "max unique", "s"):
+    for col in ("stage", "epochs", "float acc", "int8 acc", ".tflite B", "gzip B", "latency ms", "predicted ms", "sparsity", "max unique", "s"):
         table.add_column(col, justify="left" if col == "stage" else "right")
 
     def pct(v: float | None) -> str:
@@ -145,7 +153,8 @@ def render_stages(result: Any, console: Any) -> None:
         table.add_row(
             f"{s.index} {s.technique}", str(s.epochs), pct(s.float_accuracy), pct(s.int8_accuracy),
             f"{s.tflite_bytes:,}" if s.tflite_bytes else "-", f"{s.gzip_bytes:,}" if s.gzip_bytes else "-",
-            f"{s.latency_ms:.3f}" if s.latency_ms is not None else "-", f"{100 * s.mean_sparsity:.1f}%",
+            f"{s.latency_ms:.3f}" if s.latency_ms is not None else "-",
+            f"{s.predicted_ms:.3f}" if s.predicted_ms is not None else "-", f"{100 * s.mean_sparsity:.1f}%",
             str(s.max_unique), f"{s.seconds:.0f}",
         )
     console.print(table)

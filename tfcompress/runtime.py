@@ -6,14 +6,15 @@
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from typing import Any
 
-_RUNTIMES: tuple[tuple[str, str], ...] = (
-    ("ai_edge_litert.interpreter", "ai-edge-litert"),
-    ("tflite_runtime.interpreter", "tflite-runtime"),
-)
+# The device-side profiler is the one place that knows the runtime modules and resolvers
+# (it runs standalone on devices, so it cannot import this module).
+from tfcompress.hardware.edge_profile import RESOLVERS, RUNTIMES, create_interpreter
+from tfcompress.hardware.edge_profile import load_runtime as _load_runtime_module
+
+__all__ = ["Runtime", "RESOLVERS", "RUNTIMES", "load_runtime", "make_interpreter", "runtime_version"]
 
 
 @dataclass(frozen=True)
@@ -31,26 +32,8 @@ def load_runtime() -> Runtime:
     Raises:
         ImportError: neither ai-edge-litert nor tflite-runtime is installed.
     """
-    from importlib import metadata
-
-    for module_name, package in _RUNTIMES:
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError:
-            continue
-        try:
-            version = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            version = "unknown"
-        return Runtime(module, package, version)
-    raise ImportError("no LiteRT runtime: pip install ai-edge-litert")
-
-
-# Resolver names users see -> OpResolverType member names.
-RESOLVERS: dict[str, str] = {
-    "default": "AUTO",  # builtin kernels + the default XNNPACK delegate
-    "builtin": "BUILTIN_WITHOUT_DEFAULT_DELEGATES",  # reference builtin kernels, no XNNPACK
-}
+    module, package, version = _load_runtime_module()
+    return Runtime(module, package, version)
 
 
 def make_interpreter(model_content: bytes, *, num_threads: int = 1, resolver: str = "default") -> Any:
@@ -64,13 +47,8 @@ def make_interpreter(model_content: bytes, *, num_threads: int = 1, resolver: st
     from tfcompress.quiet import captured_output
 
     rt = load_runtime()
-    op_resolver = getattr(rt.module.OpResolverType, RESOLVERS[resolver])
     with captured_output():  # "INFO: Created TensorFlow Lite XNNPACK delegate" and friends
-        interpreter = rt.module.Interpreter(
-            model_content=model_content, num_threads=num_threads, experimental_op_resolver_type=op_resolver
-        )
-        interpreter.allocate_tensors()
-    return interpreter
+        return create_interpreter(rt.module, model_content, num_threads=num_threads, resolver=resolver)
 
 
 def runtime_version() -> str:

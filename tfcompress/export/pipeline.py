@@ -40,6 +40,8 @@ class ConvertOptions:
         y_key: key of the labels in .npz data.
         image: scaling / resize for image folders and uint8 arrays (`tfcompress.data.ImageSpec`).
         labels: class names, indexed by class id, for the sidecar.
+        device: device profile for the predicted latency in the report: a shipped
+            profile name ("host"), a profile JSON path, or None for no prediction.
     """
 
     mode: Mode = Mode.INT8
@@ -56,6 +58,7 @@ class ConvertOptions:
     y_key: str = "y"
     image: Any = None
     labels: tuple[str, ...] | None = None
+    device: Any = "host"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mode", Mode(self.mode))
@@ -133,6 +136,7 @@ def convert(
     from tfcompress.export.tflite_file import read_tflite
     from tfcompress.export.verify import verify as run_verify
     from tfcompress.files import check_writable, write_files_atomically
+    from tfcompress.hardware.profile import resolve_profile
     from tfcompress.loading import load_source
     from tfcompress.report import ConvertReport, SizeInfo, versions
 
@@ -140,6 +144,7 @@ def convert(
     say = on_progress or (lambda _msg: None)
     io = conv.resolve_io(opts.mode, opts.io)
     out = check_writable(output) if output is not None else None
+    profile = resolve_profile(opts.device) if opts.device is not None else None  # a bad --device fails before converting
     if opts.mode.needs_calibration and data is None:
         raise DataError(
             f"mode {opts.mode.value} needs calibration data",
@@ -226,6 +231,8 @@ def convert(
         )
         verify_s = time.perf_counter() - t1
 
+    predicted, predict_note = _predict(tflite, opts.mode.value, profile, source.layer_names())
+
     params = _count_params(source)
     size = SizeInfo(
         tflite_bytes=len(tflite),
@@ -252,14 +259,16 @@ def convert(
         weight_dtypes=check.weight_dtypes,
         op_table=tuple(tuple(row) for row in tfl.op_dtype_table()),
         verify=verify_report,
+        predicted_latency=predicted,
         convert_seconds=round(convert_s, 3),
         verify_seconds=round(verify_s, 3),
         versions=versions(),
     )
     resolver = verify_report.resolver if verify_report else "default"
     notes = verify_report.notes if verify_report else ()
-    if sparse_note:
-        report = replace(report, notes=(sparse_note,))
+    report_notes = tuple(n for n in (sparse_note, predict_note) if n)
+    if report_notes:
+        report = replace(report, notes=report_notes)
     meta = build_meta(
         tfl,
         tflite,
@@ -283,6 +292,19 @@ def convert(
             }
         )
     return ConvertResult(tflite, out, report, meta, report_path, meta_path)
+
+
+def _predict(tflite: bytes, mode: str, profile: Any, layer_names: Any) -> tuple[dict[str, Any] | None, str | None]:
+    """The predicted latency (as a report dict) on `profile`'s device, or why there is none."""
+    if profile is None:
+        return None, None
+    from tfcompress.hardware.kernels import kernels_of
+    from tfcompress.hardware.predict import LatencyModel
+
+    if mode != profile.dtype:
+        return None, f"no predicted latency: device profile '{profile.device}' is {profile.dtype}, the model is {mode}"
+    pred = LatencyModel(profile).predict(kernels_of(tflite, list(layer_names)))
+    return {**pred.to_dict(), "threads": profile.threads, "runtime": profile.runtime, "delegate": profile.delegate}, None
 
 
 def _is_float(dtype: str) -> bool:

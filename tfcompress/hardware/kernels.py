@@ -26,6 +26,7 @@ __all__ = ["KernelKey", "KernelUse", "kernels_of", "CONV_OPS"]
 _schema = tflite_file._schema
 
 CONV_OPS: frozenset[str] = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D"})
+_WEIGHTED_OPS: frozenset[str] = CONV_OPS | {"FULLY_CONNECTED"}
 
 _ACTIVATIONS: dict[int, str] = {
     v: k for k, v in vars(_schema.ActivationFunctionType).items() if k.isupper()
@@ -156,8 +157,12 @@ def kernels_of(tflite: PathOrBytes, keras_layer_names: Sequence[str] = ()) -> li
 
 def _key(model: TfliteModel, op: tflite_file.OperatorInfo, raw_op: Any) -> KernelKey:
     tensors = model.subgraphs[op.subgraph].tensors
-    acts = [i for i, const in zip(op.inputs, op.constant_inputs) if i >= 0 and not const]
-    consts = [i for i, const in zip(op.inputs, op.constant_inputs) if i >= 0 and const]
+    if op.op_type in _WEIGHTED_OPS and len(op.inputs) > 1:
+        # input, filter / weights (constant, or the output of a DENSIFY op for sparse weights), bias
+        acts, consts = [op.inputs[0]], [op.inputs[1]]
+    else:
+        acts = [i for i, const in zip(op.inputs, op.constant_inputs) if i >= 0 and not const]
+        consts = [i for i, const in zip(op.inputs, op.constant_inputs) if i >= 0 and const]
     in_shape = tensors[acts[0]].shape if acts else ()
     out_shape = tensors[op.outputs[0]].shape if op.outputs else ()
     extra = tensors[acts[1]].shape if len(acts) > 1 else ()

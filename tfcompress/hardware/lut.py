@@ -1,8 +1,9 @@
-"""Build latency lookup tables by timing single kernels, and predict model latency.
+"""Build latency lookup tables by timing single kernels (the predictor is in `predict.py`).
 
 Profiler: for each `KernelKey` a one-op Keras model is built, converted to
 full int8 (random calibration data) and timed in LiteRT (warm-up, repeats,
-median after outlier rejection). The interpreter's per-invoke overhead, timed
+median after outlier rejection) by the functions of `edge_profile`, the same
+code that times an edge bundle on a device. The interpreter's per-invoke overhead, timed
 on a near-empty model, is subtracted from each kernel and added back once per
 predicted model. Each measured key is written to the cache folder as soon as
 it completes (file name = the key's content hash + runtime + threads), so an
@@ -22,8 +23,8 @@ import json
 import os
 import platform
 import time
-from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -31,15 +32,21 @@ from typing import Any
 
 import numpy as np
 
-from tfcompress.hardware.kernels import CONV_OPS, KernelKey, KernelUse, kernels_of
-from tfcompress.hardware.profile import DeviceProfile, LutEntry, Provenance, write_json_atomic
+from tfcompress.hardware.edge_profile import fill_inputs, time_invoke, time_overhead
+from tfcompress.hardware.kernels import KernelKey, kernels_of
+from tfcompress.hardware.profile import DeviceProfile, LutEntry, Observation, Provenance, write_json_atomic
 
 __all__ = [
     "Timing",
+    "KernelSelection",
+    "MEASURABLE_OPS",
     "PredictionRow",
     "Prediction",
     "time_tflite",
     "kernel_model",
+    "convert_int8",
+    "overhead_model_bytes",
+    "select_kernels",
     "measure_kernel",
     "measure_overhead",
     "build_profile",
@@ -66,28 +73,8 @@ def time_tflite(
     from tfcompress.runtime import make_interpreter
 
     interp = make_interpreter(content, num_threads=threads)
-    rng = np.random.default_rng(seed)
-    for d in interp.get_input_details():
-        dt = np.dtype(d["dtype"])
-        if np.issubdtype(dt, np.integer):
-            info = np.iinfo(dt)
-            x = rng.integers(info.min, info.max, size=d["shape"], endpoint=True).astype(dt)
-        else:
-            x = rng.standard_normal(d["shape"]).astype(dt)
-        interp.set_tensor(d["index"], x)
-    for _ in range(warmup):
-        interp.invoke()
-    times: list[float] = []
-    deadline = time.perf_counter() + budget_s
-    while len(times) < runs and (len(times) < 7 or time.perf_counter() < deadline):
-        t0 = time.perf_counter()
-        interp.invoke()
-        times.append((time.perf_counter() - t0) * 1e3)
-    arr = np.asarray(times)
-    med = float(np.median(arr))
-    mad = float(np.median(np.abs(arr - med))) * 1.4826
-    kept = arr[np.abs(arr - med) <= 3 * mad + 1e-9] if mad > 0 else arr
-    return Timing(float(np.median(kept)), mad, int(kept.size))
+    fill_inputs(interp, seed)
+    return Timing(*time_invoke(interp, warmup, runs, budget_s))
 
 
 # ------------------------------------------------------- one-op models
@@ -162,7 +149,7 @@ def convert_int8(model: Any, samples: int = 4, seed: int = 0) -> bytes:
     from tfcompress.keras_compat import tf
 
     rng = np.random.default_rng(seed)
-    shapes = [tuple(int(d) for d in t.shape) for t in model.inputs]
+    shapes = [(1, *(_fixed(d, model, t) for d in t.shape[1:])) for t in model.inputs]  # batch 1
 
     def representative() -> Iterable[list[np.ndarray]]:
         for _ in range(samples):
@@ -177,11 +164,34 @@ def convert_int8(model: Any, samples: int = 4, seed: int = 0) -> bytes:
     return run_converter(conv, "a one-op profiling model")
 
 
+OVERHEAD_KEY = KernelKey(op="ADD", dtype="int8", in_shape=(1, 1, 1, 1), out_shape=(1, 1, 1, 1),
+                         extra=(1, 1, 1, 1))
+"""The near-empty model whose invoke time is the per-invoke overhead."""
+
+
+def overhead_model_bytes() -> bytes:
+    """The int8 .tflite of `OVERHEAD_KEY` (one ADD of two 1-element tensors)."""
+    return convert_int8(kernel_model(OVERHEAD_KEY))
+
+
+def _fixed(dim: Any, model: Any, tensor: Any) -> int:
+    if dim is None:
+        from tfcompress.errors import ConversionError
+
+        raise ConversionError(
+            f"model '{model.name}' input {tensor.name} has a variable size {tuple(tensor.shape)}: latency depends on it",
+            "build the model with a fixed input shape (e.g. Input((224, 224, 3))) to predict its latency",
+        )
+    return int(dim)
+
+
 def measure_overhead(threads: int = 1, repeats: int = 5) -> float:
-    """Per-invoke cost of a near-empty model (one ADD of two 1-element tensors), in ms."""
-    key = KernelKey(op="ADD", dtype="int8", in_shape=(1, 1, 1, 1), out_shape=(1, 1, 1, 1), extra=(1, 1, 1, 1))
-    content = convert_int8(kernel_model(key))
-    return min(time_tflite(content, threads=threads, runs=200, budget_s=0.3).median_ms for _ in range(repeats))
+    """Per-invoke cost of the near-empty model, in ms (best of `repeats` medians)."""
+    from tfcompress.runtime import make_interpreter
+
+    interp = make_interpreter(overhead_model_bytes(), num_threads=threads)
+    fill_inputs(interp, 0)
+    return time_overhead(interp, repeats=repeats)
 
 
 def measure_kernel(key: KernelKey, overhead_ms: float, threads: int = 1) -> LutEntry:
@@ -192,6 +202,34 @@ def measure_kernel(key: KernelKey, overhead_ms: float, threads: int = 1) -> LutE
 
 
 # ------------------------------------------------------------------ building
+
+
+@dataclass(frozen=True)
+class KernelSelection:
+    """The kernels of some sources: what can be timed, in measuring order, and what cannot."""
+
+    keys: tuple[KernelKey, ...]  # measurable: most frequent first, then most MACs
+    skipped: tuple[tuple[KernelKey, str], ...]  # (key, why it is not timed), same order
+
+
+def select_kernels(sources: Iterable[Any]) -> KernelSelection:
+    """Collect the kernel keys of `sources` (see `build_profile`) and split off the unmeasurable ones."""
+    counts: Counter[KernelKey] = Counter()
+    for src in sources:
+        if isinstance(src, KernelKey):
+            counts[src] += 1
+        else:
+            counts.update(u.key for u in kernels_of(to_tflite(src)))
+    keys: list[KernelKey] = []
+    skipped: list[tuple[KernelKey, str]] = []
+    for k in sorted(counts, key=lambda k: (-counts[k], -k.macs, k)):
+        if k.op not in MEASURABLE_OPS:
+            skipped.append((k, f"no one-op model for {k.op}; predicted by regression"))
+        elif k.dtype != "int8":
+            skipped.append((k, f"computes in {k.dtype}; only int8 kernels are timed"))
+        else:
+            keys.append(k)
+    return KernelSelection(tuple(keys), tuple(skipped))
 
 
 def _cache_name(key: KernelKey, runtime: str, threads: int) -> str:
@@ -207,6 +245,7 @@ def build_profile(
     threads: int = 1,
     max_keys: int | None = None,
     time_budget_s: float | None = None,
+    observe: bool = True,
     command: str = "",
     on_progress: Callable[[int, int, KernelKey], None] | None = None,
 ) -> DeviceProfile:
@@ -219,7 +258,11 @@ def build_profile(
             a second call finds them and measures only the rest.
         max_keys / time_budget_s: stop early; the most frequent keys (then the
             most expensive, by MACs) are measured first.
+        observe: also time every source model whole, record it as an
+            `Observation` and fit the profile's `Calibration` on all its
+            observations (see `tfcompress.hardware.predict`).
     """
+    from tfcompress.hardware.predict import fit_calibration
     from tfcompress.runtime import runtime_version
 
     runtime = runtime_version()
@@ -227,15 +270,10 @@ def build_profile(
     cache.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
 
-    counts: Counter[KernelKey] = Counter()
-    for src in sources:
-        if isinstance(src, KernelKey):
-            counts[src] += 1
-        else:
-            counts.update(u.key for u in kernels_of(to_tflite(src)))
+    named = [(_source_name(src, i), src if isinstance(src, KernelKey) else to_tflite(src))
+             for i, src in enumerate(sources)]
     have = base.table() if base is not None else {}
-    todo = [k for k in sorted(counts, key=lambda k: (-counts[k], -k.macs, k)) if k not in have]
-    todo = [k for k in todo if k.op in MEASURABLE_OPS and k.dtype == "int8"]
+    todo = [k for k in select_kernels([c for _, c in named]).keys if k not in have]
     if max_keys is not None:
         todo = todo[:max_keys]
 
@@ -275,7 +313,35 @@ def build_profile(
         load_average=load,
     )
     profile = base or DeviceProfile(device=device, runtime=runtime, threads=threads)
-    return replace(profile.with_entries(entries), overhead_ms=overhead, provenance=prov)
+    profile = replace(profile.with_entries(entries), overhead_ms=overhead, provenance=prov)
+    if not observe:
+        return profile
+    models = [(name, c) for name, c in named if not isinstance(c, KernelKey)]
+    observed = [_observe(name, c, cache, runtime, threads) for name, c in models]
+    profile = profile.with_observations(observed)
+    return replace(profile, calibration=fit_calibration(profile))
+
+
+def _source_name(source: Any, index: int) -> str:
+    if isinstance(source, (str, os.PathLike)):
+        return Path(source).name
+    name = getattr(source, "name", None)
+    return str(name) if isinstance(name, str) else f"model{index}"
+
+
+def _observe(name: str, content: bytes, cache: Path, runtime: str, threads: int) -> Observation:
+    """Time a whole model (cached by content hash, like kernels)."""
+    import hashlib
+
+    keys = tuple(u.key for u in kernels_of(content))
+    digest = hashlib.sha256(content).hexdigest()[:24]
+    path = cache / f"model-{digest}-{runtime.replace(' ', '_')}-t{threads}.json"
+    if path.exists():
+        ms = float(json.loads(path.read_text())["ms"])
+    else:
+        ms = time_tflite(content, threads=threads, runs=50, budget_s=1.0).median_ms
+        write_json_atomic(path, {"name": name, "ms": ms})
+    return Observation(f"{name}#{digest[:8]}", ms, keys)
 
 
 def to_tflite(source: Any) -> bytes:
@@ -296,99 +362,5 @@ def to_tflite(source: Any) -> bytes:
     raise TypeError(f"expected a Keras model, .tflite bytes or path, got {type(source).__name__}")
 
 
-# ------------------------------------------------------------------ predicting
-
-
-def _group(key: KernelKey) -> str:
-    if key.op in CONV_OPS:
-        return f"{key.op}/k{key.kernel[0]}"
-    return key.op
-
-
-def _features(key: KernelKey) -> np.ndarray:
-    """Cost features: [1, MACs, activation elements in+out, weight elements] (in millions)."""
-    return np.array(
-        [1.0, key.macs / 1e6, (key.in_elements + key.out_elements) / 1e6, key.weight_elements / 1e6]
-    )
-
-
-def _nnls(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    from scipy.optimize import nnls
-
-    # relative error matters: weight each row by 1/y so small kernels count as much as large ones
-    w = 1.0 / np.maximum(y, 1e-3)
-    coef, _ = nnls(x * w[:, None], y * w)
-    return coef
-
-
-@dataclass(frozen=True)
-class PredictionRow:
-    op_index: int
-    op: str
-    layers: tuple[str, ...]
-    ms: float
-    source: str  # "lut" | "fit:<group>" | "fit:all"
-    key: KernelKey
-
-
-@dataclass(frozen=True)
-class Prediction:
-    total_ms: float
-    overhead_ms: float
-    rows: tuple[PredictionRow, ...]
-
-    @property
-    def lut_hit_rate(self) -> float:
-        return sum(r.source == "lut" for r in self.rows) / max(len(self.rows), 1)
-
-
-class LatencyModel:
-    """A profile's LUT plus the regressions fitted on it (fit once, predict many)."""
-
-    def __init__(self, profile: DeviceProfile) -> None:
-        self.profile = profile
-        self.table = profile.table()
-        by_group: dict[str, list[LutEntry]] = defaultdict(list)
-        by_op: dict[str, list[LutEntry]] = defaultdict(list)
-        for e in profile.entries:
-            by_group[_group(e.key)].append(e)
-            by_op[e.key.op].append(e)
-        self.fits: dict[str, np.ndarray] = {}
-        for name, rows in list(by_group.items()) + list(by_op.items()):
-            if len(rows) >= 3 and name not in self.fits:
-                self.fits[name] = self._fit(rows)
-        if profile.entries:
-            self.fits["all"] = self._fit(list(profile.entries))
-
-    @staticmethod
-    def _fit(rows: Sequence[LutEntry]) -> np.ndarray:
-        return _nnls(np.stack([_features(e.key) for e in rows]), np.array([e.ms for e in rows]))
-
-    def kernel_ms(self, key: KernelKey) -> tuple[float, str]:
-        if key in self.table:
-            return self.table[key], "lut"
-        for name in (_group(key), key.op, "all"):
-            if name in self.fits:
-                return float(_features(key) @ self.fits[name]), f"fit:{name}"
-        return 0.0, "none"
-
-    def predict(self, uses: Sequence[KernelUse]) -> Prediction:
-        rows = []
-        for u in uses:
-            ms, src = self.kernel_ms(u.key)
-            rows.append(PredictionRow(u.op_index, u.key.op, u.layers, ms, src, u.key))
-        total = self.profile.overhead_ms + sum(r.ms for r in rows)
-        return Prediction(total, self.profile.overhead_ms, tuple(rows))
-
-
-def predict_latency_ms(model_or_tflite: Any, profile: DeviceProfile | LatencyModel) -> Prediction:
-    """Predicted latency of a model on the profile's device: overhead + every op's kernel time.
-
-    `model_or_tflite`: .tflite bytes or path (fast, no TensorFlow), or a Keras
-    model (converted to int8 first, with layer names mapped onto the rows).
-    """
-    lm = profile if isinstance(profile, LatencyModel) else LatencyModel(profile)
-    names: list[str] = []
-    if not isinstance(model_or_tflite, (bytes, bytearray, memoryview, str, os.PathLike)):
-        names = [layer.name for layer in model_or_tflite.layers]
-    return lm.predict(kernels_of(to_tflite(model_or_tflite), names))
+# The predictor lives in tfcompress.hardware.predict; importable from here too.
+from tfcompress.hardware.predict import LatencyModel, Prediction, PredictionRow, predict_latency_ms  # noqa: E402

@@ -15,9 +15,16 @@ from typing import Any
 from tfcompress.errors import TfcompressError
 from tfcompress.hardware.kernels import KernelKey
 
-__all__ = ["SCHEMA", "Provenance", "LutEntry", "DeviceProfile", "load_profile", "save_profile", "write_json_atomic"]
+__all__ = ["SCHEMA", "Provenance", "LutEntry", "Observation", "Calibration", "DeviceProfile", "load_profile", "save_profile", "write_json_atomic",
+           "SHIPPED_DIR", "DEFAULT_DEVICE", "shipped_profiles", "resolve_profile"]
 
 SCHEMA = "tfcompress.device_profile/1"
+
+SHIPPED_DIR = Path(__file__).parent / "profiles"
+"""Profiles that ship with the package: `<name>.json`, found by name."""
+
+DEFAULT_DEVICE = "host"
+"""The shipped profile reports predict with when no device is named."""
 
 
 @dataclass(frozen=True)
@@ -42,6 +49,33 @@ class LutEntry:
 
 
 @dataclass(frozen=True)
+class Observation:
+    """A whole model measured on the device: its kernel sequence and its measured latency.
+
+    Observations calibrate the sum of kernel times against what whole models
+    really take (see `Calibration`).
+    """
+
+    name: str
+    measured_ms: float
+    kernels: tuple[KernelKey, ...]
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Whole-model correction: total = scale * sum(kernel ms) + per_op_ms * n_ops + overhead_ms.
+
+    Fitted on `fitted_on` observed models; one-op timings miss what running ops
+    back to back costs (cache traffic between ops, per-op dispatch).
+    """
+
+    scale: float = 1.0
+    per_op_ms: float = 0.0
+    fitted_on: int = 0
+    median_abs_error: float | None = None  # on the observations it was fitted on
+
+
+@dataclass(frozen=True)
 class DeviceProfile:
     """A device + runtime configuration and its LUT.
 
@@ -58,6 +92,8 @@ class DeviceProfile:
     overhead_ms: float = 0.0
     provenance: Provenance = field(default_factory=Provenance)
     entries: tuple[LutEntry, ...] = ()
+    calibration: Calibration = field(default_factory=Calibration)
+    observations: tuple[Observation, ...] = ()
 
     def table(self) -> dict[KernelKey, float]:
         return {e.key: e.ms for e in self.entries}
@@ -67,6 +103,12 @@ class DeviceProfile:
         merged = {e.key: e for e in self.entries}
         merged.update({e.key: e for e in entries})
         return replace(self, entries=tuple(sorted(merged.values(), key=lambda e: e.key)))
+
+    def with_observations(self, observations: list[Observation] | tuple[Observation, ...]) -> DeviceProfile:
+        """A copy with `observations` added (one with the same name replaces the old one)."""
+        merged = {o.name: o for o in self.observations}
+        merged.update({o.name: o for o in observations})
+        return replace(self, observations=tuple(merged.values()))
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -80,6 +122,11 @@ class DeviceProfile:
             "provenance": vars(self.provenance).copy(),
             "entries": [
                 {"key": e.key.to_json(), "ms": e.ms, "runs": e.runs, "spread_ms": e.spread_ms} for e in self.entries
+            ],
+            "calibration": vars(self.calibration).copy(),
+            "observations": [
+                {"name": o.name, "measured_ms": o.measured_ms, "kernels": [k.to_json() for k in o.kernels]}
+                for o in self.observations
             ],
         }
 
@@ -104,6 +151,12 @@ class DeviceProfile:
                              float(e.get("spread_ms", 0.0)))
                     for e in d.get("entries", [])
                 ),
+                calibration=Calibration(**d.get("calibration", {})),
+                observations=tuple(
+                    Observation(str(o["name"]), float(o["measured_ms"]),
+                                tuple(KernelKey.from_json(k) for k in o["kernels"]))
+                    for o in d.get("observations", [])
+                ),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise TfcompressError(f"{label} is malformed: {type(exc).__name__}: {exc}",
@@ -123,8 +176,21 @@ def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> Path:
 
 
 def save_profile(profile: DeviceProfile, path: str | os.PathLike[str]) -> Path:
-    """Write `profile` as JSON, atomically."""
-    return write_json_atomic(path, profile.to_json())
+    """Write `profile` as JSON, atomically: one line per LUT entry / observation, so diffs stay readable."""
+    from tfcompress.files import atomic_writer
+
+    d = profile.to_json()
+    lists = {k: d.pop(k) for k in ("entries", "observations")}
+    head = json.dumps(d, indent=1)[:-2]  # without the closing "\n}"
+    parts = [head]
+    for k, items in lists.items():
+        rows = ",\n  ".join(json.dumps(x, separators=(",", ":")) for x in items)
+        parts.append(f',\n "{k}": [\n  {rows}\n ]' if items else f',\n "{k}": []')
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_writer(path, "w") as f:
+        f.write("".join(parts) + "\n}\n")
+    return path
 
 
 def load_profile(path: str | os.PathLike[str]) -> DeviceProfile:
@@ -137,3 +203,24 @@ def load_profile(path: str | os.PathLike[str]) -> DeviceProfile:
     except (OSError, json.JSONDecodeError) as exc:
         raise TfcompressError(f"cannot read device profile {path}: {exc}", "rebuild it with `tfcompress profile`") from exc
     return DeviceProfile.from_json(data, label=str(path))
+
+
+def shipped_profiles() -> dict[str, Path]:
+    """{name: path} of the profiles in the package."""
+    return {p.stem: p for p in sorted(SHIPPED_DIR.glob("*.json"))}
+
+
+def resolve_profile(device: str | os.PathLike[str] | DeviceProfile) -> DeviceProfile:
+    """A profile from a shipped name ("host"), a JSON path, or a DeviceProfile (returned as is)."""
+    if isinstance(device, DeviceProfile):
+        return device
+    shipped = shipped_profiles()
+    if str(device) in shipped:
+        return load_profile(shipped[str(device)])
+    path = Path(device)
+    if path.suffix == ".json" or path.exists():
+        return load_profile(path)
+    raise TfcompressError(
+        f"unknown device {str(device)!r}: not a shipped profile and not a profile file",
+        f"shipped: {', '.join(shipped) or 'none'}; or pass a JSON written by `tfcompress profile`",
+    )

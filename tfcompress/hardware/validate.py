@@ -10,14 +10,23 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
-from tfcompress.hardware.lut import LatencyModel, convert_int8, predict_latency_ms, time_tflite
+from tfcompress.hardware.lut import convert_int8, time_tflite
+from tfcompress.hardware.predict import LatencyModel, predict_latency_ms
 from tfcompress.hardware.profile import DeviceProfile
 
-__all__ = ["Block", "Arch", "random_arch", "build_arch", "ValidationRow", "Validation", "validate", "scatter_png"]
+__all__ = ["Block", "Arch", "random_arch", "build_arch", "arch_tflites", "space_models", "ValidationRow",
+           "Validation", "validate", "scatter_png", "LUT_SEED", "VALIDATION_SEED"]
+
+LUT_SEED = 100
+"""Seed of the random architectures a LUT is built from (`tfcompress profile` without models)."""
+VALIDATION_SEED = 1
+"""Seed of the held-out architectures `validate` draws: none of them is a LUT-building one."""
+
+Progress = Callable[[int, int, str], None]
 
 RESOLUTIONS = (96, 128, 160)
 WIDTHS = (8, 16, 24, 32, 40, 48, 64, 80, 96)
@@ -109,6 +118,7 @@ class ValidationRow:
 @dataclass(frozen=True)
 class Validation:
     rows: tuple[ValidationRow, ...]
+    failed: tuple[tuple[Arch, str], ...] = ()  # models the runtime could not run (not counted in the errors)
 
     @property
     def errors(self) -> np.ndarray:
@@ -121,51 +131,107 @@ class Validation:
     def median_abs_error(self) -> float:
         return float(np.median(np.abs(self.errors))) if self.rows else 0.0
 
+    def summary(self) -> dict[str, float]:
+        """The error distribution: share within ±5/10/20%, median / mean / p90 / worst error, slowest prediction."""
+        e = self.errors
+        if not self.rows:
+            return {"models": 0}
+        return {
+            "models": len(self.rows),
+            "failed_to_run": len(self.failed),
+            "within_5pct": self.within(0.05),
+            "within_10pct": self.within(0.10),
+            "within_20pct": self.within(0.20),
+            "median_abs_error": self.median_abs_error,
+            "mean_error": float(e.mean()),
+            "p90_abs_error": float(np.percentile(np.abs(e), 90)),
+            "worst_error": float(e[np.argmax(np.abs(e))]),
+            "max_predict_ms": 1e3 * max(r.predict_s for r in self.rows),
+        }
 
-def arch_tflites(n: int, seed: int) -> list[tuple[Arch, bytes]]:
+
+def arch_tflites(n: int, seed: int, on_progress: Progress | None = None) -> list[tuple[Arch, bytes]]:
     """`n` random architectures from `seed`, converted to int8."""
+    from tfcompress.keras_compat import tf_keras
+
     rng = np.random.default_rng(seed)
     out = []
-    for _ in range(n):
+    for i in range(n):
         arch = random_arch(rng)
+        tf_keras.utils.set_random_seed(seed * 10_000 + i)  # weights too: the same .tflite every time
         out.append((arch, convert_int8(build_arch(arch))))
+        if on_progress is not None:
+            on_progress(i + 1, n, f"converted architecture {i + 1}/{n}")
     return out
 
 
+def space_models(n: int = 20, seed: int = LUT_SEED, on_progress: Progress | None = None) -> list[bytes]:
+    """The default LUT space: `n` random MBConv architectures plus the reference FMNIST-CNN, as int8 .tflite."""
+    from tfcompress.models import fmnist_cnn
+
+    return [c for _, c in arch_tflites(n, seed, on_progress)] + [convert_int8(fmnist_cnn("tf_keras"))]
+
+
 def validate(
-    profile: DeviceProfile, n: int = 20, seed: int = 1, threads: int = 1, models: list[tuple[Arch, bytes]] | None = None
+    profile: DeviceProfile,
+    n: int = 20,
+    seed: int = VALIDATION_SEED,
+    threads: int | None = None,
+    models: list[tuple[Arch, bytes]] | None = None,
+    on_progress: Progress | None = None,
 ) -> Validation:
-    """Measure and predict `n` random architectures (seed them apart from the LUT's)."""
+    """Convert, measure (this machine, LiteRT) and predict `n` random architectures not used for the LUT.
+
+    One prediction's time includes reading the .tflite's kernel keys; the
+    LUT's regressions are fitted once, beforehand (`LatencyModel`).
+    """
+    if seed == LUT_SEED:
+        raise ValueError(f"seed {LUT_SEED} draws the LUT's own architectures: validate on held-out ones")
     lm = LatencyModel(profile)
+    models = models if models is not None else arch_tflites(n, seed, on_progress)
     rows = []
-    for arch, content in models if models is not None else arch_tflites(n, seed):
-        measured = time_tflite(content, threads=threads, runs=50, budget_s=1.0).median_ms
+    failed = []
+    for i, (arch, content) in enumerate(models):
+        try:
+            measured = time_tflite(content, threads=threads or profile.threads, runs=50, budget_s=1.0).median_ms
+        except RuntimeError as exc:  # the runtime cannot run it (e.g. XNNPACK fails to prepare): nothing to compare
+            failed.append((arch, str(exc).splitlines()[0]))
+            continue
         t0 = time.perf_counter()
         pred = predict_latency_ms(content, lm)
         rows.append(ValidationRow(arch, measured, pred.total_ms, pred.lut_hit_rate, time.perf_counter() - t0))
-    return Validation(tuple(rows))
+        if on_progress is not None:
+            on_progress(i + 1, len(models), f"measured {i + 1}/{len(models)}")
+    return Validation(tuple(rows), tuple(failed))
 
 
-def scatter_png(v: Validation, path: str | Path) -> Path | None:
-    """Predicted-vs-measured scatter with the ±10% band; None when matplotlib is not installed."""
-    try:
-        import matplotlib
+def scatter_png(v: Validation, path: str | Path, title: str = "") -> Path:
+    """Predicted-vs-measured scatter (log-log) with the ±10% band, written atomically."""
+    import matplotlib
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from tfcompress.files import atomic_writer
     m = np.array([r.measured_ms for r in v.rows])
     p = np.array([r.predicted_ms for r in v.rows])
-    fig, ax = plt.subplots(figsize=(5, 5))
-    lim = (0, float(max(m.max(), p.max())) * 1.1)
-    ax.plot(lim, lim, "k-", lw=0.8)
-    ax.plot(lim, [lim[0] * 1.1, lim[1] * 1.1], "k:", lw=0.8)
-    ax.plot(lim, [lim[0] * 0.9, lim[1] * 0.9], "k:", lw=0.8)
-    ax.scatter(m, p, s=12)
-    ax.set(xlim=lim, ylim=lim, xlabel="measured ms", ylabel="predicted ms",
-           title=f"{v.within(0.10):.0%} within ±10%, median |err| {v.median_abs_error:.1%}")
+    fig, ax = plt.subplots(figsize=(5.5, 5.5))
+    lo, hi = float(min(m.min(), p.min())) * 0.8, float(max(m.max(), p.max())) * 1.25
+    line = np.array([lo, hi])
+    ax.plot(line, line, "k-", lw=0.8, label="predicted = measured")
+    ax.fill_between(line, line * 0.9, line * 1.1, color="tab:green", alpha=0.15, label="±10%")
+    inside = np.abs(v.errors) <= 0.10
+    ax.scatter(m[inside], p[inside], s=14, c="tab:blue", label="within ±10%")
+    ax.scatter(m[~inside], p[~inside], s=18, c="tab:red", marker="x", label="outside")
+    ax.set(xscale="log", yscale="log", xlim=(lo, hi), ylim=(lo, hi), xlabel="measured latency (ms)",
+           ylabel="predicted latency (ms)")
+    ax.set_title((title + "\n" if title else "")
+                 + f"{len(v.rows)} models: {v.within(0.10):.0%} within ±10%, median |err| {v.median_abs_error:.1%}",
+                 fontsize=9)
+    ax.legend(fontsize=8, loc="upper left")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    path = Path(path)
+    with atomic_writer(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=120)
     plt.close(fig)
-    return Path(path)
+    return path

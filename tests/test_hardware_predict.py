@@ -1,0 +1,111 @@
+"""The predictor: LUT + regression + whole-model calibration, per-layer breakdown, profile lookup."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tfcompress.errors import TfcompressError
+from tfcompress.hardware.kernels import KernelKey, KernelUse
+from tfcompress.hardware.predict import LatencyModel, fit_calibration, predict_latency_ms
+from tfcompress.hardware.profile import (
+    Calibration,
+    DeviceProfile,
+    LutEntry,
+    Observation,
+    load_profile,
+    resolve_profile,
+    save_profile,
+    shipped_profiles,
+)
+
+
+def _conv(h: int, cin: int, cout: int) -> KernelKey:
+    return KernelKey("CONV_2D", "int8", (1, h, h, cin), (1, h, h, cout), cin, cout, (1, 1), (1, 1), "VALID", "")
+
+
+KEYS = [_conv(h, c, c) for h in (4, 8, 16) for c in (8, 16)]
+
+
+def _profile(**kw) -> DeviceProfile:
+    entries = tuple(LutEntry(k, 0.01 + k.macs * 1e-6) for k in KEYS)
+    return DeviceProfile("test", "ai-edge-litert x", overhead_ms=0.005, entries=entries, **kw)
+
+
+def _observations(scale: float, per_op: float, rng: np.random.Generator) -> list[Observation]:
+    """Whole models made of LUT kernels, 'measured' with a known scale and per-op cost."""
+    table = _profile().table()
+    obs = []
+    for i in range(8):
+        keys = tuple(KEYS[j] for j in rng.integers(0, len(KEYS), size=int(rng.integers(2, 12))))
+        ms = 0.005 + scale * sum(table[k] for k in keys) + per_op * len(keys)
+        obs.append(Observation(f"m{i}", ms, keys))
+    return obs
+
+
+def test_fit_calibration_recovers_scale_and_per_op_cost():
+    obs = _observations(1.3, 0.002, np.random.default_rng(0))
+    cal = fit_calibration(_profile(), obs)
+    assert cal.scale == pytest.approx(1.3, rel=1e-6)
+    assert cal.per_op_ms == pytest.approx(0.002, rel=1e-5)
+    assert cal.fitted_on == 8 and cal.median_abs_error == pytest.approx(0.0, abs=1e-6)
+
+
+def test_fit_calibration_needs_three_models():
+    assert fit_calibration(_profile(), _observations(2.0, 0.0, np.random.default_rng(1))[:2]) == Calibration()
+
+
+def test_calibration_applies_to_every_row_and_the_total():
+    cal = Calibration(scale=2.0, per_op_ms=0.001, fitted_on=5)
+    lm = LatencyModel(_profile(calibration=cal))
+    uses = [KernelUse(i, k, (f"layer{i}",)) for i, k in enumerate(KEYS[:3])]
+    pred = lm.predict(uses)
+    raw = sum(lm.table[k] for k in KEYS[:3])
+    assert pred.total_ms == pytest.approx(0.005 + 2.0 * raw + 3 * 0.001)
+    assert [r.ms for r in pred.rows] == pytest.approx([2.0 * r.kernel_ms + 0.001 for r in pred.rows])
+    assert sum(pred.by_layer().values()) == pytest.approx(pred.total_ms - pred.overhead_ms)
+    json.dumps(pred.to_dict())  # JSON-able, for the reports
+
+
+def test_fused_op_time_is_split_between_its_layers():
+    lm = LatencyModel(_profile())
+    pred = lm.predict([KernelUse(0, KEYS[0], ("conv", "bn", "relu")), KernelUse(1, KEYS[1], ())])
+    by_layer = pred.by_layer()
+    assert by_layer["conv"] == pytest.approx(pred.rows[0].ms / 3)
+    assert by_layer["<CONV_2D>"] == pytest.approx(pred.rows[1].ms)
+
+
+def test_profile_with_calibration_and_observations_round_trips(tmp_path):
+    obs = _observations(1.1, 0.001, np.random.default_rng(2))
+    prof = _profile(calibration=Calibration(1.1, 0.001, 8, 0.0), observations=tuple(obs))
+    assert load_profile(save_profile(prof, tmp_path / "p.json")) == prof
+
+
+def test_resolve_profile_by_shipped_name_path_or_object(tmp_path):
+    assert "host" in shipped_profiles()
+    host = resolve_profile("host")
+    assert host.entries and host.dtype == "int8" and host.calibration.fitted_on >= 3
+    path = save_profile(_profile(), tmp_path / "mine.json")
+    assert resolve_profile(str(path)).device == "test"
+    prof = _profile()
+    assert resolve_profile(prof) is prof
+    with pytest.raises(TfcompressError, match="unknown device 'pixel99'") as err:
+        resolve_profile("pixel99")
+    assert "host" in err.value.hint
+    with pytest.raises(TfcompressError, match="not found"):
+        resolve_profile(tmp_path / "missing.json")
+
+
+def test_predict_accepts_a_device_name_and_a_keras_model():
+    from tfcompress.keras_compat import tf_keras
+
+    x = tf_keras.Input((16, 16, 3), batch_size=1)
+    y = tf_keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="stem")(x)
+    y = tf_keras.layers.GlobalAveragePooling2D(name="pool")(y)
+    model = tf_keras.Model(x, tf_keras.layers.Dense(4, name="head")(y))
+    pred = predict_latency_ms(model, "host")
+    assert pred.device == resolve_profile("host").device
+    assert pred.total_ms > pred.overhead_ms > 0
+    assert {"stem", "pool", "head"} <= set(pred.by_layer())

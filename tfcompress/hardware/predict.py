@@ -1,0 +1,197 @@
+"""Predict a model's latency on a device from its profile: LUT + regression + calibration.
+
+    pred = predict_latency_ms("model.tflite", "host")      # a shipped profile name, a JSON path or a DeviceProfile
+    pred.total_ms, pred.by_layer(), pred.rows               # rows: op, Keras layers, ms, "lut" | "fit:<group>"
+
+Three parts, each measured, none hand-tuned:
+
+1. **LUT**: a kernel key measured on the device (one-op model, interpreter
+   overhead subtracted) is used as is.
+2. **Regression** for keys not in the LUT: a per-op-type non-negative
+   least-squares fit on cost features (MACs, activation elements, weight
+   elements; `_features`). Non-negative coefficients make the prediction
+   monotone: more MACs or bytes never predict less time.
+3. **Calibration**: one-op timings run with inputs hot in cache and nothing
+   before or after; in a model, ops run back to back and pass activations
+   through memory. `total = overhead + scale * sum(kernel ms) + per_op_ms * n_ops`,
+   with `scale` and `per_op_ms` fitted (non-negative least squares on relative
+   error) on whole models measured on the same device (`Observation`s, recorded
+   by `build_profile` for the models the LUT was built from, or imported).
+
+Reading keys from a .tflite needs no TensorFlow; a Keras model is converted to
+int8 first (and its layer names are mapped onto the rows).
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from tfcompress.hardware.kernels import CONV_OPS, KernelKey, KernelUse, kernels_of
+from tfcompress.hardware.profile import Calibration, DeviceProfile, LutEntry, Observation, resolve_profile
+
+__all__ = ["PredictionRow", "Prediction", "LatencyModel", "fit_calibration", "predict_latency_ms"]
+
+
+def _group(key: KernelKey) -> str:
+    if key.op in CONV_OPS:
+        return f"{key.op}/k{key.kernel[0]}"
+    return key.op
+
+
+def _features(key: KernelKey) -> np.ndarray:
+    """Cost features: [1, MACs, activation elements in+out, weight elements] (in millions)."""
+    return np.array(
+        [1.0, key.macs / 1e6, (key.in_elements + key.out_elements) / 1e6, key.weight_elements / 1e6]
+    )
+
+
+def _nnls(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Non-negative least squares on relative error (each row weighted by 1/y)."""
+    from scipy.optimize import nnls
+
+    w = 1.0 / np.maximum(y, 1e-3)
+    coef, _ = nnls(x * w[:, None], y * w)
+    return coef
+
+
+@dataclass(frozen=True)
+class PredictionRow:
+    """One op of the model: its predicted share of the total (calibration applied)."""
+
+    op_index: int
+    op: str
+    layers: tuple[str, ...]
+    ms: float  # calibrated: scale * kernel_ms + per_op_ms
+    kernel_ms: float  # the LUT value or the regression's
+    source: str  # "lut" | "fit:<group>" | "fit:all" | "const" (runs at prepare, not per invoke) | "none"
+    key: KernelKey
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Predicted latency of one model on one device profile."""
+
+    device: str
+    total_ms: float
+    overhead_ms: float
+    rows: tuple[PredictionRow, ...]
+    calibration: Calibration = Calibration()
+
+    @property
+    def lut_hit_rate(self) -> float:
+        """Fraction of ops whose kernel was measured (not regressed)."""
+        return sum(r.source == "lut" for r in self.rows) / max(len(self.rows), 1)
+
+    def by_layer(self) -> dict[str, float]:
+        """Predicted ms per Keras layer (ops without a layer under their op type), in model order."""
+        out: dict[str, float] = {}
+        for r in self.rows:
+            names = r.layers or (f"<{r.op}>",)
+            for name in names:  # an op fused from several layers is split evenly between them
+                out[name] = out.get(name, 0.0) + r.ms / len(names)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able summary (for reports): total, overhead, LUT hit rate, per-layer ms."""
+        return {
+            "device": self.device,
+            "total_ms": round(self.total_ms, 5),
+            "overhead_ms": round(self.overhead_ms, 5),
+            "lut_hit_rate": round(self.lut_hit_rate, 4),
+            "calibration": asdict(self.calibration),
+            "per_layer_ms": {k: round(v, 5) for k, v in self.by_layer().items()},
+        }
+
+
+class LatencyModel:
+    """A profile's LUT plus the regressions fitted on it (fit once, predict many)."""
+
+    def __init__(self, profile: DeviceProfile) -> None:
+        self.profile = profile
+        self.table = profile.table()
+        by_group: dict[str, list[LutEntry]] = defaultdict(list)
+        by_op: dict[str, list[LutEntry]] = defaultdict(list)
+        for e in profile.entries:
+            by_group[_group(e.key)].append(e)
+            by_op[e.key.op].append(e)
+        self.fits: dict[str, np.ndarray] = {}
+        for name, rows in list(by_group.items()) + list(by_op.items()):
+            if len(rows) >= 3 and name not in self.fits:
+                self.fits[name] = self._fit(rows)
+        if profile.entries:
+            self.fits["all"] = self._fit(list(profile.entries))
+
+    @staticmethod
+    def _fit(rows: Sequence[LutEntry]) -> np.ndarray:
+        return _nnls(np.stack([_features(e.key) for e in rows]), np.array([e.ms for e in rows]))
+
+    def kernel_ms(self, key: KernelKey) -> tuple[float, str]:
+        """(ms, source) of one kernel: the LUT value, else the most specific regression."""
+        if key in self.table:
+            return self.table[key], "lut"
+        if not key.in_shape:  # only constant inputs (e.g. DENSIFY of sparse weights): done once, at prepare
+            return 0.0, "const"
+        for name in (_group(key), key.op, "all"):
+            if name in self.fits:
+                return float(_features(key) @ self.fits[name]), f"fit:{name}"
+        return 0.0, "none"
+
+    def kernel_sum(self, keys: Sequence[KernelKey]) -> float:
+        """Sum of the (uncalibrated) kernel times of `keys`."""
+        return sum(self.kernel_ms(k)[0] for k in keys)
+
+    def predict(self, uses: Sequence[KernelUse], calibration: Calibration | None = None) -> Prediction:
+        cal = calibration if calibration is not None else self.profile.calibration
+        rows = []
+        for u in uses:
+            ms, src = self.kernel_ms(u.key)
+            rows.append(PredictionRow(u.op_index, u.key.op, u.layers, cal.scale * ms + cal.per_op_ms, ms, src, u.key))
+        total = self.profile.overhead_ms + sum(r.ms for r in rows)
+        return Prediction(self.profile.device, total, self.profile.overhead_ms, tuple(rows), cal)
+
+
+def fit_calibration(profile: DeviceProfile, observations: Sequence[Observation] = ()) -> Calibration:
+    """Fit `scale` and `per_op_ms` on whole-model observations (default: the profile's own).
+
+    Non-negative least squares on relative error of
+    `measured - overhead = scale * sum(kernel ms) + per_op_ms * n_ops`.
+    With fewer than 3 observations the identity calibration is returned.
+    """
+    obs = list(observations or profile.observations)
+    if len(obs) < 3:
+        return Calibration()
+    lm = LatencyModel(profile)
+    x = np.array([[lm.kernel_sum(o.kernels), float(len(o.kernels))] for o in obs])
+    y = np.array([max(o.measured_ms - profile.overhead_ms, 1e-6) for o in obs])
+    scale, per_op = _nnls(x, y)
+    pred = x @ np.array([scale, per_op]) + profile.overhead_ms
+    measured = np.array([o.measured_ms for o in obs])
+    err = float(np.median(np.abs(pred - measured) / measured))
+    return Calibration(scale=float(scale), per_op_ms=float(per_op), fitted_on=len(obs), median_abs_error=round(err, 5))
+
+
+def predict_latency_ms(model_or_tflite: Any, profile: DeviceProfile | LatencyModel | str | os.PathLike[str]) -> Prediction:
+    """Predicted latency of a model on the profile's device: per-op breakdown and total.
+
+    Args:
+        model_or_tflite: .tflite bytes or path (fast, no TensorFlow), or a Keras
+            model (converted to int8 first, layer names mapped onto the rows).
+        profile: a `DeviceProfile`, a fitted `LatencyModel`, a shipped profile
+            name ("host") or a profile JSON path.
+    """
+    from tfcompress.hardware.lut import to_tflite
+
+    if isinstance(profile, LatencyModel):
+        lm = profile
+    else:
+        lm = LatencyModel(profile if isinstance(profile, DeviceProfile) else resolve_profile(profile))
+    names: list[str] = []
+    if not isinstance(model_or_tflite, (bytes, bytearray, memoryview, str, os.PathLike)):
+        names = [layer.name for layer in model_or_tflite.layers]
+    return lm.predict(kernels_of(to_tflite(model_or_tflite), names))
