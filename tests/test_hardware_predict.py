@@ -109,3 +109,17 @@ def test_predict_accepts_a_device_name_and_a_keras_model():
     assert pred.device == resolve_profile("host").device
     assert pred.total_ms > pred.overhead_ms > 0
     assert {"stem", "pool", "head"} <= set(pred.by_layer())
+
+
+def test_channel_wise_work_is_counted_in_tiles_of_sixteen_channels():
+    from tfcompress.hardware.predict import _features
+
+    def dw(c):
+        return KernelKey("DEPTHWISE_CONV_2D", "int8", (1, 32, 32, c), (1, 32, 32, c), c, c, (5, 5), (1, 1), "SAME", "")
+
+    def add(c):
+        return KernelKey("ADD", "int8", (1, 32, 32, c), (1, 32, 32, c), extra=(1, 32, 32, c))
+
+    assert np.array_equal(_features(dw(8))[:3], _features(dw(16))[:3])  # MACs, activations: XNNPACK processes 16 int8 channels at once
+    assert _features(dw(24))[1] == pytest.approx(2 * _features(dw(16))[1])
+    assert _features(add(8))[2] == pytest.approx(_features(add(16))[2] / 2)  # element-wise: the flat tensor
