@@ -381,8 +381,9 @@ def _validate_profile(n: int, profile_name: str, png: str) -> None:
 
         v = validate(prof, n=n, on_progress=step)
     s = v.summary()
-    table = Table(title=f"predicted vs measured: profile '{prof.device}' ({prof.runtime}, {prof.threads} thread(s)) "
-                        f"on {n} held-out architectures", title_justify="left", show_header=False)
+    console.print(f"[bold]predicted vs measured[/]: profile '{prof.device}' ({prof.runtime}, {prof.delegate}, "
+                  f"{prof.threads} thread(s)) on {len(v.rows)} held-out architectures measured here", soft_wrap=True)
+    table = Table(show_header=False)
     for label, key, fmt in (("within ±5%", "within_5pct", "{:.0%}"), ("within ±10%", "within_10pct", "{:.0%}"),
                             ("within ±20%", "within_20pct", "{:.0%}"), ("median |error|", "median_abs_error", "{:.1%}"),
                             ("mean error", "mean_error", "{:+.1%}"), ("p90 |error|", "p90_abs_error", "{:.1%}"),
