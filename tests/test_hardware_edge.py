@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tfcompress.hardware import edge_profile
+from tfcompress.hardware.kernels import kernels_of
 
 FAST = ["--runs", "7", "--warmup", "1"]
 
@@ -101,7 +102,10 @@ def test_export_bundle_writes_the_spec_layout(bundle, tiny_tflite):
     for k in data["kernels"]:
         assert k["file"] == f"models/{k['digest']}.tflite"
         assert (bundle / k["file"]).read_bytes()[4:8] == b"TFL3"
-    assert len(list((bundle / "models").iterdir())) == len(data["kernels"]) + 1
+    assert len(data["models"]) == 1 and data["models"][0]["sha256"] == hashlib.sha256(tiny_tflite).hexdigest()
+    assert (bundle / data["models"][0]["file"]).read_bytes() == tiny_tflite, "the whole model, for calibration"
+    assert len(data["models"][0]["kernels"]) == len(kernels_of(tiny_tflite))
+    assert len(list((bundle / "models").iterdir())) == len(data["kernels"]) + 2
     source = Path(edge_profile.__file__).read_bytes()
     assert (bundle / "edge_profile.py").read_bytes() == source
     assert "edge_profile.py" in (bundle / "README.txt").read_text()
@@ -141,9 +145,12 @@ def test_edge_profile_runs_from_the_bundle_without_tensorflow(tmp_path, bundle, 
         assert k["key"] == b["key"]
         assert k["ms"] >= 0 and k["raw_ms"] >= k["ms"] and 1 <= k["runs"] <= 7
         assert len(k["output_sha256"]) == 64
+    assert [m["sha256"] for m in result["models"]] == [m["sha256"] for m in bundle_json["models"]]
+    assert result["models"][0]["ms"] > 0 and result["models"][0]["kernels"] == bundle_json["models"][0]["kernels"]
     profile = read_edge_result(copy / "result.json")
     assert profile.device == "test-device" and profile.dtype == "int8"
     assert len(profile.entries) == len(result["kernels"])
+    assert [o.measured_ms for o in profile.observations] == [result["models"][0]["ms"]]
     assert "edge_profile.py" in profile.provenance.method and profile.provenance.measured_at
     pred = predict_latency_ms(tiny_tflite, profile)
     assert pred.lut_hit_rate == 1.0

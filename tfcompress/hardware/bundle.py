@@ -52,6 +52,7 @@ class BundleInfo:
     path: Path
     n_kernels: int
     skipped: tuple[tuple[str, str], ...]  # (KernelKey.describe(), why it is not in the bundle)
+    n_models: int = 0  # whole source models, timed too: they calibrate the device's profile
 
 
 def export_bundle(
@@ -82,9 +83,16 @@ def export_bundle(
     from tfcompress import __version__
     from tfcompress.hardware import lut
 
+    import hashlib
+
+    from tfcompress.hardware.kernels import kernels_of
+
     out = Path(out_dir).expanduser()
     _check_empty(out)
-    selection = lut.select_kernels(sources)
+    sources = [s if isinstance(s, KernelKey) else (lut.source_name(s, i), lut.to_tflite(s))
+               for i, s in enumerate(sources)]
+    whole = [s for s in sources if not isinstance(s, KernelKey)]
+    selection = lut.select_kernels([s if isinstance(s, KernelKey) else s[1] for s in sources])
     skipped = [(k.describe(), why) for k, why in selection.skipped]
     if not selection.keys:
         raise TfcompressError("the models have no kernel that can be timed (none is an int8 op a one-op model "
@@ -111,6 +119,12 @@ def export_bundle(
             if on_progress is not None:
                 on_progress(n, len(selection.keys), key)
         (models / "overhead.tflite").write_bytes(lut.overhead_model_bytes())
+        whole_models = []
+        for name, content in whole:
+            sha = hashlib.sha256(content).hexdigest()
+            (models / f"model-{sha[:16]}.tflite").write_bytes(content)
+            whole_models.append({"name": name, "sha256": sha, "file": f"models/model-{sha[:16]}.tflite",
+                                 "kernels": [u.key.to_json() for u in kernels_of(content)]})
         bundle = {
             "schema": BUNDLE_SCHEMA,
             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -119,6 +133,7 @@ def export_bundle(
             "threads": threads,
             "overhead_model": "models/overhead.tflite",
             "kernels": kernels,
+            "models": whole_models,
         }
         (tmp / "bundle.json").write_text(json.dumps(bundle, indent=1) + "\n")
         shutil.copyfile(edge_profile.__file__, tmp / "edge_profile.py")
@@ -134,7 +149,7 @@ def export_bundle(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return BundleInfo(out, len(kernels), tuple(skipped))
+    return BundleInfo(out, len(kernels), tuple(skipped), len(whole_models))
 
 
 def _check_empty(out: Path) -> None:

@@ -383,15 +383,21 @@ def run_bundle(
         "load_average": round(load, 2) if load is not None else None,
         "overhead_ms": 0.0,
         "kernels": [],
+        "models": [],
         "failed": [],
     }
     kernels: list[dict[str, Any]] = bundle["kernels"]
+    models: list[dict[str, Any]] = bundle.get("models", [])  # whole models: the profile's calibration
     old = _previous_result(out, result)
     done: dict[str, dict[str, Any]] = {}
+    done_models: dict[str, dict[str, Any]] = {}
     if old is not None:
         result.update({k: old[k] for k in ("measured_at", "command", "load_average", "overhead_ms") if k in old})
         wanted = {k["digest"] for k in kernels}
         done = {k["digest"]: k for k in old["kernels"] if isinstance(k, dict) and k.get("digest") in wanted}
+        wanted_models = {m["sha256"] for m in models}
+        done_models = {m["sha256"]: m for m in old.get("models", [])
+                       if isinstance(m, dict) and m.get("sha256") in wanted_models}
         say(f"resuming {out}: {len(done)} of {len(kernels)} kernels measured before")
     else:
         say(f"{len(kernels)} kernels, {result['runtime']}, delegate {result['delegate']}, "
@@ -409,12 +415,16 @@ def run_bundle(
     overhead = float(result["overhead_ms"])
 
     measured: dict[str, dict[str, Any]] = dict(done)
+    measured_models: dict[str, dict[str, Any]] = dict(done_models)
     failed: dict[str, str] = {}
 
     def save() -> None:
         result["kernels"] = [measured[k["digest"]] for k in kernels if k["digest"] in measured]
+        result["models"] = [measured_models[m["sha256"]] for m in models if m["sha256"] in measured_models]
         result["failed"] = [{"digest": k["digest"], "error": failed[k["digest"]]}
                             for k in kernels if k["digest"] in failed]
+        result["failed"] += [{"digest": m["sha256"], "error": failed[m["sha256"]]}
+                             for m in models if m["sha256"] in failed]
         try:
             _write_json_atomic(out, result)
         except OSError as exc:
@@ -441,8 +451,28 @@ def run_bundle(
                                 "raw_ms": median, "runs": kept, "spread_ms": mad, "output_sha256": sha}
             say(f"{what} {median:.4f} ms")
         save()
+    for n, entry in enumerate(models, 1):
+        sha = entry["sha256"]
+        if sha in measured_models:
+            continue
+        what = f"[model {n}/{len(models)}] {entry['name']}"
+        try:
+            interp = make((root / entry["file"]).read_bytes())
+            fill_inputs(interp, int(sha[:8], 16))
+            median, mad, kept = time_invoke(interp, warmup, runs, budget_s)
+        except EdgeError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - one model that does not run must not stop the run
+            failed[sha] = _one_line(exc)
+            say(f"{what} FAILED: {failed[sha]}")
+        else:
+            measured_models[sha] = {"name": entry["name"], "sha256": sha, "ms": median, "runs": kept,
+                                    "spread_ms": mad, "kernels": entry["kernels"]}
+            say(f"{what} {median:.4f} ms")
+        save()
     save()
-    say(f"done: {len(result['kernels'])} measured, {len(result['failed'])} failed -> {out}")
+    say(f"done: {len(result['kernels'])} kernels and {len(result['models'])} models measured, "
+        f"{len(result['failed'])} failed -> {out}")
     return result
 
 

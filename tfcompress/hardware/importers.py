@@ -642,6 +642,16 @@ def _kernel_entries(doc: _Json, warnings: list[str]) -> list[LutEntry]:
     return entries
 
 
+def _model_observations(doc: _Json) -> list[Observation]:
+    """Whole models an edge result timed (they carry their kernel keys): observations for the calibration."""
+    listed = doc.get("models")
+    return [
+        Observation(f"{m.at('name').as_str()}#{m.at('sha256').as_str()[:8]}", m.at("ms").as_ms(),
+                    tuple(k.as_key() for k in m.at("kernels").items()))
+        for m in (listed.items() if listed else [])
+    ]
+
+
 def _run_fields(doc: _Json) -> dict[str, Any]:
     """The fields both JSON formats share: how the device ran the models."""
     overhead = doc.get("overhead_ms")
@@ -674,7 +684,7 @@ def _parse_edge_result(source: _Source, models: list[_Model], device: str | None
         source_format="edge_result",
         device=device or doc.at("device").as_str(),
         entries=_median_entries(entries),
-        observations=(),
+        observations=tuple(_model_observations(doc)),
         warnings=tuple(warnings),
         host=" ".join(v.as_str() for v in (doc.get("machine"), doc.get("platform")) if v is not None),
         load_average=load.as_float() if load is not None else None,

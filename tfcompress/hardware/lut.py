@@ -270,7 +270,7 @@ def build_profile(
     cache.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
 
-    named = [(_source_name(src, i), src if isinstance(src, KernelKey) else to_tflite(src))
+    named = [(source_name(src, i), src if isinstance(src, KernelKey) else to_tflite(src))
              for i, src in enumerate(sources)]
     have = base.table() if base is not None else {}
     todo = [k for k in select_kernels([c for _, c in named]).keys if k not in have]
@@ -322,7 +322,7 @@ def build_profile(
     return replace(profile, calibration=fit_calibration(profile))
 
 
-def _source_name(source: Any, index: int) -> str:
+def source_name(source: Any, index: int) -> str:
     if isinstance(source, (str, os.PathLike)):
         return Path(source).name
     name = getattr(source, "name", None)
