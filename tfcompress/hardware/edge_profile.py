@@ -430,44 +430,35 @@ def run_bundle(
         except OSError as exc:
             raise EdgeError(f"cannot write {out}: {exc.strerror or exc}", "check free space and permissions") from None
 
-    for n, entry in enumerate(kernels, 1):
-        digest = entry["digest"]
-        if digest in measured:
+    def time_file(file: str, ident: str) -> tuple[float, float, int, str]:
+        """(median, MAD, runs kept, output sha256) of one model of the bundle, inputs seeded by `ident`."""
+        interp = make((root / file).read_bytes())
+        fill_inputs(interp, int(ident[:8], 16))
+        interp.invoke()
+        sha = output_sha256(interp)
+        return (*time_invoke(interp, warmup, runs, budget_s), sha)
+
+    work = [(e["digest"], f"[{n}/{len(kernels)}] {describe_key(e['key'])}", e, measured)
+            for n, e in enumerate(kernels, 1)]
+    work += [(e["sha256"], f"[model {n}/{len(models)}] {e['name']}", e, measured_models)
+             for n, e in enumerate(models, 1)]
+    for ident, what, entry, into in work:
+        if ident in into:
             continue
-        what = f"[{n}/{len(kernels)}] {describe_key(entry['key'])}"
         try:
-            interp = make((root / entry["file"]).read_bytes())
-            fill_inputs(interp, int(digest[:8], 16))
-            interp.invoke()
-            sha = output_sha256(interp)
-            median, mad, kept = time_invoke(interp, warmup, runs, budget_s)
+            median, mad, kept, sha = time_file(entry["file"], ident)
         except EdgeError:
             raise
-        except Exception as exc:  # noqa: BLE001 - one broken kernel must not stop the run
-            failed[digest] = _one_line(exc)
-            say(f"{what} FAILED: {failed[digest]}")
+        except Exception as exc:  # noqa: BLE001 - one broken kernel or model must not stop the run
+            failed[ident] = _one_line(exc)
+            say(f"{what} FAILED: {failed[ident]}")
         else:
-            measured[digest] = {"digest": digest, "key": entry["key"], "ms": max(median - overhead, 0.0),
-                                "raw_ms": median, "runs": kept, "spread_ms": mad, "output_sha256": sha}
-            say(f"{what} {median:.4f} ms")
-        save()
-    for n, entry in enumerate(models, 1):
-        sha = entry["sha256"]
-        if sha in measured_models:
-            continue
-        what = f"[model {n}/{len(models)}] {entry['name']}"
-        try:
-            interp = make((root / entry["file"]).read_bytes())
-            fill_inputs(interp, int(sha[:8], 16))
-            median, mad, kept = time_invoke(interp, warmup, runs, budget_s)
-        except EdgeError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - one model that does not run must not stop the run
-            failed[sha] = _one_line(exc)
-            say(f"{what} FAILED: {failed[sha]}")
-        else:
-            measured_models[sha] = {"name": entry["name"], "sha256": sha, "ms": median, "runs": kept,
-                                    "spread_ms": mad, "kernels": entry["kernels"]}
+            if into is measured:
+                into[ident] = {"digest": ident, "key": entry["key"], "ms": max(median - overhead, 0.0),
+                               "raw_ms": median, "runs": kept, "spread_ms": mad, "output_sha256": sha}
+            else:  # a whole model: its latency includes the per-invoke overhead
+                into[ident] = {"name": entry["name"], "sha256": ident, "ms": median, "runs": kept,
+                               "spread_ms": mad, "output_sha256": sha, "kernels": entry["kernels"]}
             say(f"{what} {median:.4f} ms")
         save()
     save()
