@@ -70,12 +70,13 @@ class StageRun:
         resolve = getattr(module, "resolve", None)
         return resolve(self.stage.params, self.total_steps) if resolve else self.stage.params
 
-    def prepare(self, model: Any, data: Any = None) -> Any:
+    def prepare(self, model: Any, data: Any = None, teacher: Any = None) -> Any:
         """Apply the technique to a tf_keras model (Keras 3 models are bridged).
 
         Args:
             model: the model to compress.
             data: (x, y) for techniques with data-driven criteria (structured_prune's taylor / activation).
+            teacher: the model before compression, for `distill`.
         """
         import inspect
 
@@ -83,9 +84,11 @@ class StageRun:
 
         model = load_model(model, safe_mode=False) if not _is_tf_keras(model) else model
         apply = _module(self.stage.technique).apply
-        if data is not None and "data" in inspect.signature(apply).parameters:
-            return apply(model, self.params, self.stage.rules, data=data)
-        return apply(model, self.params, self.stage.rules)
+        wanted = inspect.signature(apply).parameters
+        extra = {k: v for k, v in (("data", data), ("teacher", teacher)) if v is not None and k in wanted}
+        if "teacher" in extra and not _is_tf_keras(extra["teacher"]):
+            extra["teacher"] = load_model(extra["teacher"], safe_mode=False)
+        return apply(model, self.params, self.stage.rules, **extra)
 
     def callbacks(self) -> list[Any]:
         """The Keras callbacks this stage needs in `fit` (plus compression logging)."""
@@ -237,6 +240,7 @@ class LatencyLogger(_compression_logger_base()):  # type: ignore[misc]
 def kernel_stats(model: Any) -> dict[str, tuple[float, int, int]]:
     """{layer: (fraction of zero kernel weights, unique values, size)} for Conv/Dense kernels, wrappers seen through."""
     out: dict[str, tuple[float, int, int]] = {}
+    model = getattr(model, "student", model)  # a distill stage: the model being compressed
     for layer in model.layers:
         inner = getattr(layer, "layer", layer)
         kernel = _effective_kernel(layer)
@@ -319,6 +323,7 @@ def _loss_for(model: Any) -> Any:
     """Sparse categorical cross-entropy; from_logits unless the model ends in softmax."""
     from tfcompress.keras_compat import tf_keras
 
+    model = getattr(model, "student", model)  # a distill stage: the loss is the student's
     last = model.layers[-1]
     inner = getattr(last, "layer", last)
     activation = getattr(getattr(inner, "activation", None), "__name__", "")
@@ -416,7 +421,8 @@ def compress(
             current = tf_keras.models.load_model(done, compile=False)
             continue
         say(f"stage {run.index}: {stage.technique}")
-        prepared = run.prepare(current, data=(train.x[0][:2048], train.y[:2048]) if train.y is not None else None)
+        prepared = run.prepare(current, data=(train.x[0][:2048], train.y[:2048]) if train.y is not None else None,
+                               teacher=keras_model)
         if stage.epochs > 0:
             prepared.compile(
                 optimizer=tf_keras.optimizers.Adam(stage.learning_rate or 1e-4),

@@ -56,6 +56,7 @@ TECHNIQUES: dict[str, Technique] = {
         Technique("structured_prune", "tfcompress.techniques.structured", "remove whole channels (graph surgery)"),
         Technique("low_rank", "tfcompress.techniques.lowrank", "SVD / Tucker-2 factorization (graph surgery)"),
         Technique("share_weights", "tfcompress.techniques.sharing", "tie kernels across repeated blocks"),
+        Technique("distill", "tfcompress.techniques.distill", "fine-tune on the original model's soft outputs"),
         Technique("convert", "tfcompress.techniques.export", "convert to .tflite (last stage)", trains=False),
     )
 }
