@@ -197,3 +197,10 @@ def test_callbacks_log_predicted_latency_each_epoch(tmp_path):
     tags = _tensorboard_tags(tmp_path)
     assert "compression/predicted_latency_ms" in tags
     assert not any(isinstance(c, LatencyLogger) for c in tfcompress.callbacks(recipe, steps_per_epoch=4))
+
+
+def test_unknown_device_fails_before_any_training(fmnist):
+    (x, y), _ = fmnist
+    recipe = parse_recipe_dict({"name": "p", "stages": [{"technique": "prune", "epochs": 1}]})
+    with pytest.raises(TfcompressError, match="unknown device 'pixel99'"):
+        compress(fmnist_cnn("tf_keras"), recipe, (x[:64], y[:64]), device="pixel99")

@@ -127,7 +127,7 @@ def test_export_into_non_empty_folder_is_refused(tmp_path, tiny_tflite):
 
 def test_edge_profile_runs_from_the_bundle_without_tensorflow(tmp_path, bundle, tiny_tflite):
     from tfcompress.hardware.bundle import read_edge_result
-    from tfcompress.hardware.lut import predict_latency_ms
+    from tfcompress.hardware.predict import predict_latency_ms
 
     copy = _copy(bundle, tmp_path)
     proc = _run_blocked(copy / "edge_profile.py", str(copy), "--device", "test-device", *FAST, cwd=tmp_path)

@@ -27,7 +27,7 @@ def test_profile_json_round_trip(tmp_path):
 
 
 def test_predictor_monotone_in_macs():
-    from tfcompress.hardware.lut import LatencyModel
+    from tfcompress.hardware.predict import LatencyModel
 
     lm = LatencyModel(_profile([(_conv(h, c, c), h * h * c * c * 1e-6) for h in (8, 16, 32) for c in (8, 16)]))
     unseen = [lm.kernel_ms(_conv(h, 24, 24)) for h in (10, 20, 40)]
@@ -57,7 +57,8 @@ def test_build_profile_caches_and_resumes(tmp_path):
 
 
 def test_predict_latency_of_tiny_model_covers_every_op(tmp_path):
-    from tfcompress.hardware.lut import build_profile, convert_int8, predict_latency_ms
+    from tfcompress.hardware.lut import build_profile, convert_int8
+    from tfcompress.hardware.predict import predict_latency_ms
     from tfcompress.hardware.validate import Arch, Block, build_arch
 
     content = convert_int8(build_arch(Arch(32, 8, (Block(8, 3, 1, 2, True),), "relu6")))

@@ -236,7 +236,7 @@ def compress(model: str, output: str, recipe: str | None, data: str, val_data: s
 @main.command()
 @click.argument("models", nargs=-1, type=click.Path(exists=True, path_type=str))
 @click.option("-o", "--output", default=None, type=click.Path(path_type=str), help="Profile JSON to write (extended when it exists). Default: device_profile.json.")
-@click.option("--device", default="host", show_default=True, help="Device name recorded in a new profile (building, --import).")
+@click.option("--device", default=None, help="Device name recorded in the profile (default: host when building; what the file says with --import).")
 @click.option("--space", "space", default=20, show_default=True, type=click.IntRange(min=1), help="Without MODELS: this many random MobileNet/EfficientNet-style architectures (+ FMNIST-CNN) make the LUT.")
 @click.option("--cache", "cache_dir", default="~/.cache/tfcompress/lut", show_default=True, type=click.Path(), help="Per-kernel cache (an interrupted build resumes from it).")
 @click.option("--threads", default=1, show_default=True, type=click.IntRange(min=1), help="LiteRT threads.")
@@ -250,7 +250,7 @@ def compress(model: str, output: str, recipe: str | None, data: str, val_data: s
 @click.option("--png", default="latency_validation.png", show_default=True, type=click.Path(path_type=str), help="With --validate: where to write the predicted-vs-measured scatter.")
 @click.option("--list", "list_profiles", is_flag=True, help="List the shipped device profiles.")
 @user_errors
-def profile(models: tuple[str, ...], output: str | None, device: str, space: int, cache_dir: str, threads: int,
+def profile(models: tuple[str, ...], output: str | None, device: str | None, space: int, cache_dir: str, threads: int,
             budget_s: float | None, bundle_dir: str | None, import_file: str | None, import_models: tuple[str, ...],
             import_format: str | None, validate_n: int | None, profile_name: str, png: str, list_profiles: bool) -> None:
     """Device latency profiles (LUTs): build, export to a device, import, validate.
@@ -312,7 +312,7 @@ def profile(models: tuple[str, ...], output: str | None, device: str, space: int
 
             out = output or "device_profile.json"
             base = load_profile(out) if Path(out).exists() else None
-            prof = build_profile(sources, device=device, cache_dir=os.path.expanduser(cache_dir), base=base,
+            prof = build_profile(sources, device=device or "host", cache_dir=os.path.expanduser(cache_dir), base=base,
                                  threads=threads, time_budget_s=budget_s, command=command, on_progress=step)
             save_profile(prof, out)
     if bundle_dir is not None:
@@ -343,12 +343,12 @@ def _list_profiles() -> None:
                    f"measured {p.provenance.measured_at} on {p.provenance.host}")
 
 
-def _import_profile(path: str, models: tuple[str, ...], fmt: str | None, output: str | None, device: str,
+def _import_profile(path: str, models: tuple[str, ...], fmt: str | None, output: str | None, device: str | None,
                     command: str) -> None:
     from tfcompress.hardware.importers import import_measurements, to_profile
     from tfcompress.hardware.profile import load_profile, save_profile
 
-    imported = import_measurements(path, models=models, format=fmt, device=None if device == "host" else device)
+    imported = import_measurements(path, models=models, format=fmt, device=device)
     out = output or f"{imported.device}.json"
     base = load_profile(out) if Path(out).exists() else None
     prof = to_profile(imported, base, command=command)

@@ -322,13 +322,10 @@ def _is_tf_keras(model: Any) -> bool:
 def _loss_for(model: Any) -> Any:
     """Sparse categorical cross-entropy; from_logits unless the model ends in softmax."""
     from tfcompress.keras_compat import tf_keras
+    from tfcompress.techniques.distill import outputs_are_probabilities
 
     model = getattr(model, "student", model)  # a distill stage: the loss is the student's
-    last = model.layers[-1]
-    inner = getattr(last, "layer", last)
-    activation = getattr(getattr(inner, "activation", None), "__name__", "")
-    probs = activation == "softmax" or type(inner).__name__ == "Softmax"
-    return tf_keras.losses.SparseCategoricalCrossentropy(from_logits=not probs)
+    return tf_keras.losses.SparseCategoricalCrossentropy(from_logits=not outputs_are_probabilities(model))
 
 
 def _split_train_val(samples: Any, val: Any, val_fraction: float) -> tuple[Any, Any]:
@@ -384,12 +381,14 @@ def compress(
     from tfcompress import data as data_mod
     from tfcompress.export.pipeline import ConvertOptions, convert, sidecar_paths
     from tfcompress.files import check_writable
+    from tfcompress.hardware.profile import resolve_profile
     from tfcompress.keras_compat import tf_keras
     from tfcompress.loading import load_model, load_source
 
     say = on_progress or (lambda _msg: None)
     rec = _recipe(recipe)
     out = check_writable(output) if output is not None else None
+    device = resolve_profile(device) if device is not None else None  # once, and a bad one fails before training
     say("loading the model")
     source = load_source(model, safe_mode=safe_mode)
     keras_model = load_model(model, safe_mode=safe_mode) if source.flavor != "tf_keras" else source.model

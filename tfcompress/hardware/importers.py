@@ -43,6 +43,7 @@ from tfcompress.errors import TfcompressError
 from tfcompress.export import tflite_file
 from tfcompress.export.tflite_file import PathOrBytes, read_tflite, read_tflite_bytes
 from tfcompress.hardware.kernels import KernelKey, KernelUse, kernels_of
+from tfcompress.hardware.predict import calibrated
 from tfcompress.hardware.profile import DeviceProfile, LutEntry, Observation, Provenance
 
 __all__ = ["EDGE_RESULT_SCHEMA", "ANDROID_BENCHMARK_SCHEMA", "Imported", "ImportFormat", "FORMATS",
@@ -222,7 +223,7 @@ def to_profile(imported: Imported, base: DeviceProfile | None = None, command: s
     if imported.method:
         method = f"{method}: {imported.method}"
     if base is None:
-        return _calibrated(DeviceProfile(
+        return calibrated(DeviceProfile(
             device=imported.device,
             runtime=imported.runtime,
             delegate=imported.delegate,
@@ -250,20 +251,12 @@ def to_profile(imported: Imported, base: DeviceProfile | None = None, command: s
             "(to_profile without a base)",
         )
     provenance = replace(base.provenance, method="; ".join(m for m in (base.provenance.method, method) if m))
-    return _calibrated(replace(
+    return calibrated(replace(
         base.with_entries(imported.entries).with_observations(imported.observations),
         overhead_ms=imported.overhead_ms if imported.overhead_ms is not None else base.overhead_ms,
         provenance=provenance,
     ))
 
-
-def _calibrated(profile: DeviceProfile) -> DeviceProfile:
-    """Refit the whole-model calibration when the profile has enough observations."""
-    from tfcompress.hardware.predict import fit_calibration
-
-    if len(profile.observations) < 3:
-        return profile
-    return replace(profile, calibration=fit_calibration(profile))
 
 
 def _median_entries(entries: Sequence[LutEntry]) -> tuple[LutEntry, ...]:

@@ -9,12 +9,8 @@ predicted model. Each measured key is written to the cache folder as soon as
 it completes (file name = the key's content hash + runtime + threads), so an
 interrupted build resumes where it stopped.
 
-Predictor: a LUT hit is used as is; a key not in the LUT is predicted by a
-per-op-type non-negative least-squares fit on cost features (MACs, activation
-bytes, weight bytes; see `_features`). Non-negative coefficients make the
-prediction monotone: more MACs or bytes never predict less time. Every op of
-the model is predicted (ADD, MEAN, PAD, RESHAPE, QUANTIZE, ...), not only
-convolutions.
+The source models themselves are timed whole too (`Observation`s, cached the
+same way) and the profile's calibration is fitted on them (`predict.calibrated`).
 """
 
 from __future__ import annotations
@@ -40,8 +36,6 @@ __all__ = [
     "Timing",
     "KernelSelection",
     "MEASURABLE_OPS",
-    "PredictionRow",
-    "Prediction",
     "time_tflite",
     "kernel_model",
     "convert_int8",
@@ -50,8 +44,6 @@ __all__ = [
     "measure_kernel",
     "measure_overhead",
     "build_profile",
-    "LatencyModel",
-    "predict_latency_ms",
     "to_tflite",
 ]
 
@@ -262,7 +254,7 @@ def build_profile(
             `Observation` and fit the profile's `Calibration` on all its
             observations (see `tfcompress.hardware.predict`).
     """
-    from tfcompress.hardware.predict import fit_calibration
+    from tfcompress.hardware.predict import calibrated
     from tfcompress.runtime import runtime_version
 
     runtime = runtime_version()
@@ -318,8 +310,7 @@ def build_profile(
         return profile
     models = [(name, c) for name, c in named if not isinstance(c, KernelKey)]
     observed = [_observe(name, c, cache, runtime, threads) for name, c in models]
-    profile = profile.with_observations(observed)
-    return replace(profile, calibration=fit_calibration(profile))
+    return calibrated(profile.with_observations(observed))
 
 
 def source_name(source: Any, index: int) -> str:
@@ -361,6 +352,3 @@ def to_tflite(source: Any) -> bytes:
         return convert_int8(model)
     raise TypeError(f"expected a Keras model, .tflite bytes or path, got {type(source).__name__}")
 
-
-# The predictor lives in tfcompress.hardware.predict; importable from here too.
-from tfcompress.hardware.predict import LatencyModel, Prediction, PredictionRow, predict_latency_ms  # noqa: E402

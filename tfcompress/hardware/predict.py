@@ -27,7 +27,7 @@ from __future__ import annotations
 import os
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -35,7 +35,7 @@ import numpy as np
 from tfcompress.hardware.kernels import CONV_OPS, KernelKey, KernelUse, kernels_of
 from tfcompress.hardware.profile import Calibration, DeviceProfile, LutEntry, Observation, resolve_profile
 
-__all__ = ["PredictionRow", "Prediction", "LatencyModel", "fit_calibration", "predict_latency_ms"]
+__all__ = ["PredictionRow", "Prediction", "LatencyModel", "fit_calibration", "calibrated", "predict_latency_ms"]
 
 
 def _group(key: KernelKey) -> str:
@@ -176,8 +176,8 @@ class LatencyModel:
         """Sum of the (uncalibrated) kernel times of `keys`."""
         return sum(self.kernel_ms(k)[0] for k in keys)
 
-    def predict(self, uses: Sequence[KernelUse], calibration: Calibration | None = None) -> Prediction:
-        cal = calibration if calibration is not None else self.profile.calibration
+    def predict(self, uses: Sequence[KernelUse]) -> Prediction:
+        cal = self.profile.calibration
         rows = []
         for u in uses:
             ms, src = self.kernel_ms(u.key)
@@ -204,6 +204,13 @@ def fit_calibration(profile: DeviceProfile, observations: Sequence[Observation] 
     measured = np.array([o.measured_ms for o in obs])
     err = float(np.median(np.abs(pred - measured) / measured))
     return Calibration(scale=float(scale), per_op_ms=float(per_op), fitted_on=len(obs), median_abs_error=round(err, 5))
+
+
+def calibrated(profile: DeviceProfile) -> DeviceProfile:
+    """`profile` with its calibration refitted on its observations (kept as is with fewer than 3)."""
+    if len(profile.observations) < 3:
+        return profile
+    return replace(profile, calibration=fit_calibration(profile))
 
 
 def predict_latency_ms(model_or_tflite: Any, profile: DeviceProfile | LatencyModel | str | os.PathLike[str]) -> Prediction:
