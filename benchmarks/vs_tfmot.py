@@ -134,7 +134,7 @@ def main() -> None:
 
     import tensorflow_model_optimization as tfmot
 
-    from tfcompress.compress import compress
+    from tfcompress.compression import compress
     from tfcompress.demo import DemoConfig, fashion_mnist_float, train_fmnist_cnn
     from tfcompress.export.verify import TfliteRunner
     from tfcompress.export.weight_stats import summary, weight_stats

@@ -19,6 +19,28 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("TFCOMPRESS_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
 
 
+REPORTS_CHECKED: list[Path] = []
+
+
+@pytest.fixture(autouse=True)
+def _reports_load_back(request):
+    """Every OUT.report.json a test writes loads back into the report that wrote it (and writes the same JSON)."""
+    yield
+    tmp = request.node.funcargs.get("tmp_path") if hasattr(request.node, "funcargs") else None
+    if tmp is None:
+        return
+    import json
+
+    from tfcompress.export.report import CONVERT_SCHEMA, ConvertReport
+    from tfcompress.report import COMPRESS_SCHEMA, CompressReport
+
+    for path in Path(tmp).rglob("*.report.json"):
+        written = json.loads(path.read_text())
+        kind = {CONVERT_SCHEMA: ConvertReport, COMPRESS_SCHEMA: CompressReport}[written["schema"]]
+        assert kind.from_dict(written).to_dict() == written, f"{path} does not round-trip"
+        REPORTS_CHECKED.append(path)
+
+
 @pytest.fixture(scope="session")
 def fmnist():
     """Fashion-MNIST as float32 (N, 28, 28, 1) in [0, 1]; skips when not installed."""

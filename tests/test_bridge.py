@@ -309,6 +309,7 @@ def _randomize_normalization(model: Any) -> None:
             layer.finalize_state()  # Keras 3 Normalization computes with values cached from its variables
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("app", "shape", "feature_layer"),
     [("MobileNetV2", (96, 96, 3), "out_relu"), ("EfficientNetB0", (64, 64, 3), "top_activation")],

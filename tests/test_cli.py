@@ -212,6 +212,7 @@ def test_profile_bad_input_is_a_user_error(files, tmp_path):
     assert not (tmp_path / "x.json").exists()
 
 
+@pytest.mark.slow
 def test_profile_validate_prints_the_error_distribution(tmp_path):
     from tfcompress.hardware.lut import build_profile
     from tfcompress.hardware.profile import save_profile
@@ -233,3 +234,14 @@ def test_convert_device_option(files, tmp_path):
     r = run("convert", files / "good.keras", "--data", files / "data.npz", "-o", out, "--device", "none", "--json")
     assert r.exit_code == 0, r.output
     assert json.loads(out.with_name("g.report.json").read_text())["predicted_latency"] is None
+
+
+def test_recipes_lists_and_prints_the_schema():
+    r = CliRunner().invoke(main, ["recipes"])
+    assert r.exit_code == 0 and "prune-50" in r.output and "export int8" in r.output
+    r = CliRunner().invoke(main, ["recipes", "--schema"])
+    assert r.exit_code == 0, r.output
+    schema = json.loads(r.output)
+    techniques = schema["properties"]["stages"]["items"]["discriminator"]["mapping"]
+    assert {"prune", "cluster", "qat", "convert"} <= set(techniques)
+    assert "final_sparsity" in schema["$defs"]["PruneParams"]["properties"] and "export" in schema["properties"]

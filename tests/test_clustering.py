@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tfcompress.compress import kernel_stats
+from tfcompress.monitoring import kernel_stats
 from tfcompress.errors import TfcompressError
 from tfcompress.keras_compat import tf_keras
 from tfcompress.models import fmnist_cnn

@@ -11,7 +11,9 @@ from click.testing import CliRunner
 
 import tfcompress
 from tfcompress.cli import main
-from tfcompress.compress import compress, kernel_stats, training_stages
+from tfcompress.compression import compress
+from tfcompress.monitoring import kernel_stats
+from tfcompress.stages import training_stages
 from tfcompress.errors import TfcompressError
 from tfcompress.export.tflite_file import read_tflite
 from tfcompress.keras_compat import keras3, tf_keras
@@ -46,6 +48,7 @@ def _assert_pcqat_survived(result, min_zeros=0.4):
         assert w.unique_per_channel <= 17, (w.tensor, w.unique_per_channel)  # 16 centroids (+ the zero)
 
 
+@pytest.mark.slow
 def test_pcqat_fmnist_cnn_reaches_int8_with_sparsity_and_clusters(fmnist):
     (x, y), (xt, yt) = fmnist
     result = compress(fmnist_cnn("tf_keras"), parse_recipe_dict(PCQAT_QUICK), (x[:600], y[:600]),
@@ -55,6 +58,7 @@ def test_pcqat_fmnist_cnn_reaches_int8_with_sparsity_and_clusters(fmnist):
     assert result.convert.report.verify.accuracy.samples == 200
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     not os.environ.get("TFCOMPRESS_SLOW_TESTS"),
     reason="MobileNetV2 PCQAT takes minutes on 2 cores (cluster-preserving QAT graph); TFCOMPRESS_SLOW_TESTS=1 runs it",
@@ -69,6 +73,7 @@ def test_pcqat_mobilenetv2(tmp_path):
     _assert_pcqat_survived(result, min_zeros=0.3)
 
 
+@pytest.mark.slow
 def test_stage_table_and_outputs(tmp_path, fmnist):
     (x, y), _ = fmnist
     recipe = parse_recipe_dict({"name": "p", "stages": [
@@ -84,11 +89,12 @@ def test_stage_table_and_outputs(tmp_path, fmnist):
     assert report["recipe"]["name"] == "p" and len(report["stages"]) == 1
     assert any(w["encoding"] == "sparse" for w in report["weights"])
     assert out.stat().st_size < 0.8 * stage.tflite_bytes, "sparse export really shrinks the file"
-    assert "kept sparse" in report["notes"][0]
+    assert "kept sparse" in report["convert"]["notes"][0]
     meta = json.loads(out.with_name("m.meta.json").read_text())
     assert meta["runtime"]["resolver"] in ("default", "builtin") and meta["recipe"] == "p"
 
 
+@pytest.mark.slow
 def test_user_fit_api_and_resume_with_backup_and_restore(tmp_path):
     x, y = _data(256, (28, 28, 1))
     recipe = parse_recipe_dict({"name": "p", "stages": [
@@ -126,6 +132,7 @@ def test_multi_stage_recipe_needs_the_stage_loop():
     assert [r.stage.technique for r in runs] == ["prune", "cluster", "qat"]
 
 
+@pytest.mark.slow
 def test_cli_compress_and_recipe_errors(tmp_path):
     x, y = _data(200, (28, 28, 1))
     np.savez(tmp_path / "d.npz", x=x, y=y)
@@ -145,6 +152,7 @@ def test_cli_compress_and_recipe_errors(tmp_path):
     assert not (tmp_path / "p.tflite").exists()
 
 
+@pytest.mark.slow
 def test_structured_prune_stage_with_a_data_criterion(fmnist):
     (x, y), (xt, yt) = fmnist
     recipe = parse_recipe_dict({"name": "s", "stages": [
@@ -186,8 +194,9 @@ def test_callbacks_log_sparsity_to_tensorboard(tmp_path):
     assert "compression/mean_sparsity" in tags and "compression/block4_pw/sparsity" in tags
 
 
+@pytest.mark.slow
 def test_callbacks_log_predicted_latency_each_epoch(tmp_path):
-    from tfcompress.compress import LatencyLogger
+    from tfcompress.monitoring import LatencyLogger
 
     history, cbs, recipe = _fit_pruning(tmp_path, 2, device="host")
     logged = history.history["predicted_latency_ms"]

@@ -40,6 +40,7 @@ def small_data():
 # ------------------------------------------------------------------ formats
 
 
+@pytest.mark.slow
 def test_fmnist_cnn_tf_keras_int8_end_to_end(trained_cnn, fmnist, tmp_path):
     _, (xte, yte) = fmnist
     out = tmp_path / "fmnist.tflite"
@@ -90,6 +91,7 @@ def test_plain_savedmodel_converts(tmp_path, small_data):
     assert res.report.verify.outputs[0].snr_db > 10
 
 
+@pytest.mark.slow
 def test_mobilenetv2_int8_bytes_per_parameter(tmp_path):
     model = keras3.applications.MobileNetV2(weights=None, input_shape=(96, 96, 3))
     data = random_images(24, (96, 96, 3)) * 2 - 1
@@ -100,6 +102,7 @@ def test_mobilenetv2_int8_bytes_per_parameter(tmp_path):
     assert res.report.size.bytes_per_param <= 1.15
 
 
+@pytest.mark.slow
 def test_efficientnetb0_int8(tmp_path):
     model = keras3.applications.EfficientNetB0(weights=None, input_shape=(64, 64, 3))
     data = random_images(12, (64, 64, 3)) * 255
@@ -211,6 +214,7 @@ def test_model_errors_surface_as_model_load_error(tmp_path, small_data):
         tfcompress.convert(tmp_path / "nope.keras", small_data)
 
 
+@pytest.mark.slow
 def test_fmnist_cnn_keras3_in_memory_matches_tf_keras_size(small_data):
     """The same architecture from either Keras gives the same-size int8 model."""
     data = random_images(40, (28, 28, 1))
@@ -226,9 +230,9 @@ def test_report_shows_predicted_next_to_measured_latency(small_data, tmp_path):
     out = tmp_path / "m.tflite"
     res = tfcompress.convert(tf_keras.models.clone_model(small_cnn(tf_keras)), small_data, output=out, **QUICK)
     p = res.report.predicted_latency
-    assert p["device"] and p["total_ms"] > p["overhead_ms"] > 0 and p["threads"] == 1
-    assert {"conv", "dw", "head"} <= set(p["per_layer_ms"]), "ops are mapped back to Keras layers"
-    assert json.loads(res.report_path.read_text())["predicted_latency"]["total_ms"] == p["total_ms"]
+    assert p.device and p.total_ms > p.overhead_ms > 0 and p.threads == 1
+    assert {"conv", "dw", "head"} <= set(p.per_layer_ms), "ops are mapped back to Keras layers"
+    assert json.loads(res.report_path.read_text())["predicted_latency"]["total_ms"] == p.total_ms
     assert res.report.verify.latency.median_ms > 0  # measured, beside it
 
 

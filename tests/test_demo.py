@@ -11,6 +11,7 @@ from tfcompress.cli import main
 from tfcompress.export.tflite_file import read_tflite
 
 
+@pytest.mark.slow
 def test_demo_int8_within_half_a_point_of_float(fmnist, tmp_path):
     out = tmp_path / "demo"
     result = CliRunner().invoke(main, ["demo", "--epochs", "2", "--train-samples", "20000", "--out", str(out)])

@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 import tfcompress
-from tfcompress.compress import compress, kernel_stats
+from tfcompress.compression import compress
+from tfcompress.monitoring import kernel_stats
+from tfcompress.techniques import StageContext
 from tfcompress.errors import TfcompressError
 from tfcompress.keras_compat import tf, tf_keras
 from tfcompress.recipe import parse_recipe_dict
@@ -71,7 +73,7 @@ def test_teacher_is_not_trained_nor_changed():
 def test_distilling_a_model_into_itself_uses_a_frozen_copy():
     x, y = _data()
     model = _mlp(8, seed=5)
-    d = apply(model, Params(), teacher=model)
+    d = apply(model, Params(), (), StageContext(teacher=model))
     assert d.teacher is not model and d.student is model
     _fit(d, x, y)
 
@@ -89,6 +91,7 @@ def test_bad_teacher_or_wrapped_student_is_a_clear_error():
         Params(alpha=1.5)
 
 
+@pytest.mark.slow
 def test_recipe_structured_prune_then_distill(fmnist):
     from tfcompress.models import fmnist_cnn
 

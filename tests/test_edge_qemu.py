@@ -38,6 +38,7 @@ ENV_SCRIPT = REPO / ".ci" / "qemu_arm64_env.sh"
 QEMU = "qemu-aarch64-static"
 
 pytestmark = [
+    pytest.mark.slow,
     pytest.mark.skipif(
         os.environ.get("TFCOMPRESS_QEMU_TESTS") != "1",
         reason="opt-in: TFCOMPRESS_QEMU_TESTS=1 runs edge_profile.py under qemu arm64 "

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tfcompress.hardware import edge_profile
+from tfcompress.edge import edge_profile
 from tfcompress.hardware.kernels import kernels_of
 
 FAST = ["--runs", "7", "--warmup", "1"]
@@ -56,7 +56,7 @@ def _run_blocked(script: Path, *args: str, cwd: Path) -> subprocess.CompletedPro
 @pytest.fixture(scope="module")
 def tiny_tflite() -> bytes:
     """Conv2D + DepthwiseConv2D + Dense at 16x16, full int8."""
-    from tfcompress.hardware.lut import convert_int8
+    from tfcompress.export.converter import convert_int8_random as convert_int8
     from tfcompress.keras_compat import tf_keras
 
     L = tf_keras.layers
@@ -88,7 +88,7 @@ def _copy(bundle: Path, tmp_path: Path) -> Path:
 
 
 def test_export_bundle_writes_the_spec_layout(bundle, tiny_tflite):
-    from tfcompress.hardware.lut import select_kernels
+    from tfcompress.hardware.measure import select_kernels
 
     data = json.loads((bundle / "bundle.json").read_text())
     assert data["schema"] == "tfcompress.edge_bundle/1"

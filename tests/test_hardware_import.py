@@ -23,7 +23,7 @@ tests/fixtures/benchmark_model_op_profile.csv is what
 Its times come from timing this model's ops with LiteRT's builtin kernels on a 2-core x86-64 host, written at
 the profiler's 1 us resolution (sums, percentages and the run summary are consistent).
 
-tests/fixtures/tiny_int8.tflite is `build_tiny_model()` converted by `convert_int8` (TF 2.21). It is committed
+tests/fixtures/tiny_int8.tflite is `build_tiny_model()` converted by `convert_int8_random` (TF 2.21). It is committed
 (`git add -f`: *.tflite is git-ignored) because the CSV names its tensors and the Android JSON its sha256.
 """
 
@@ -71,7 +71,7 @@ def build_tiny_model(residual: bool = True):
 @pytest.fixture(scope="module")
 def other_model() -> bytes:
     """A converted model that is not the fixture (no residual ADD): the wrong model to pass."""
-    from tfcompress.hardware.lut import convert_int8
+    from tfcompress.export.converter import convert_int8_random as convert_int8
 
     return convert_int8(build_tiny_model(residual=False))
 
@@ -102,7 +102,7 @@ def _csv_with_run_order(tmp_path, rows: list[str], name: str = "profile.csv") ->
 
 
 def test_fixture_model_matches_its_builder_and_the_android_sha():
-    from tfcompress.hardware.lut import convert_int8
+    from tfcompress.export.converter import convert_int8_random as convert_int8
 
     assert _keys(TINY) == _keys(convert_int8(build_tiny_model()))
     sha = hashlib.sha256(TINY.read_bytes()).hexdigest()
@@ -339,3 +339,22 @@ def test_merge_refuses_another_runtime_and_merges_the_same():
     merged = to_profile(edge, base=rpi)
     assert len(merged.entries) == 1 + len(edge.entries) and merged.overhead_ms == 0.0029
     assert "edge_result" in merged.provenance.method
+
+
+def test_unknown_keys_are_errors_except_where_the_app_describes_the_phone(tmp_path):
+    doc = json.loads(ANDROID.read_text())
+    doc["device"]["ram_gb"] = 8  # free-form: what the app knows about the phone
+    doc["models"][0]["latency_ms"]["p99"] = 1.5
+    path = tmp_path / "android.json"
+    path.write_text(json.dumps(doc))
+    assert _import(path, models=[TINY]).observations
+    doc["models"][0]["latancy"] = 1.0
+    path.write_text(json.dumps(doc))
+    with pytest.raises(TfcompressError, match=r"android.json: unknown key 'models\[0\].latancy'"):
+        _import(path, models=[TINY])
+    edge = json.loads(EDGE.read_text())
+    edge["kernels"][0]["key"]["kernal"] = [3, 3]
+    path = tmp_path / "edge.json"
+    path.write_text(json.dumps(edge))
+    with pytest.raises(TfcompressError, match=r"edge.json: unknown key 'kernels\[0\].key.kernal'"):
+        _import(path)

@@ -21,7 +21,7 @@ def _block_model():
 
 def test_conv_bn_relu6_is_one_conv_key_with_fused_relu6():
     from tfcompress.hardware.kernels import kernels_of
-    from tfcompress.hardware.lut import convert_int8
+    from tfcompress.export.converter import convert_int8_random as convert_int8
 
     model = _block_model()
     uses = kernels_of(convert_int8(model), [layer.name for layer in model.layers])

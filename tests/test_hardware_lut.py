@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tfcompress.hardware.kernels import KernelKey
 
 
@@ -44,20 +46,20 @@ def test_build_profile_caches_and_resumes(tmp_path):
     first = lut.build_profile(keys, cache_dir=tmp_path, max_keys=1)
     assert len(first.entries) == 1
     assert len([p for p in tmp_path.glob("*-t1.json") if not p.name.startswith("overhead")]) == 1
-    calls = []
-    real = lut.measure_kernel
-    lut.measure_kernel = lambda k, o, t=1: calls.append(k) or real(k, o, t)
-    try:
-        second = lut.build_profile(keys, cache_dir=tmp_path)
-    finally:
-        lut.measure_kernel = real
-    assert len(calls) == 1  # only the unmeasured key is timed
+    timed = []  # the progress callback sees each key timed now, not the cached ones
+    second = lut.build_profile(keys, cache_dir=tmp_path, on_progress=lambda i, n, k: timed.append((i, n, k)))
+    (cached,) = first.table()
+    assert timed == [(1, 1, next(k for k in keys if k != cached))]  # only the unmeasured key is timed
     assert len(second.entries) == 2
+    assert second.overhead_ms == first.overhead_ms  # timed once per cache
     assert second.provenance.method and second.runtime
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # the temporary bundles are gone
 
 
+@pytest.mark.slow
 def test_predict_latency_of_tiny_model_covers_every_op(tmp_path):
-    from tfcompress.hardware.lut import build_profile, convert_int8
+    from tfcompress.export.converter import convert_int8_random as convert_int8
+    from tfcompress.hardware.lut import build_profile
     from tfcompress.hardware.predict import predict_latency_ms
     from tfcompress.hardware.validate import Arch, Block, build_arch
 
@@ -69,3 +71,32 @@ def test_predict_latency_of_tiny_model_covers_every_op(tmp_path):
     assert len(pred.rows) == len(read_tflite(content).operators)
     assert pred.lut_hit_rate == 1.0
     assert pred.total_ms >= pred.overhead_ms
+
+
+def test_bad_profile_field_is_one_line_naming_file_and_key_path(tmp_path):
+    import json
+
+    import pytest
+
+    from tfcompress.errors import TfcompressError
+    from tfcompress.hardware.profile import load_profile, save_profile
+
+    path = save_profile(_profile([(_conv(8, 4, 8), 0.1)]), tmp_path / "p.json")
+    doc = json.loads(path.read_text())
+    doc["entries"][0]["ms"] = "fast"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(TfcompressError, match=r"p\.json: 'entries\[0\]\.ms' is not a time in ms: 'fast'") as err:
+        load_profile(path)
+    assert "\n" not in str(err.value) and "tfcompress profile" in err.value.hint
+    doc["entries"][0]["ms"] = 0.1
+    doc["calibration"]["scael"] = 1.0
+    path.write_text(json.dumps(doc))
+    with pytest.raises(TfcompressError, match=r"unknown key 'calibration\.scael'"):
+        load_profile(path)
+
+
+def test_time_budget_stops_before_timing_kernels(tmp_path):
+    from tfcompress.hardware import lut
+
+    prof = lut.build_profile([_conv(8, 4, 8)], cache_dir=tmp_path, time_budget_s=0.0)
+    assert prof.entries == () and prof.overhead_ms > 0  # the overhead is still timed, once

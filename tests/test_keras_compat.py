@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import tfcompress
 
 PACKAGE = Path(tfcompress.__file__).parent
@@ -35,6 +37,8 @@ def test_legacy_flag_is_set_and_both_kerases_are_there():
 _TF_FIRST = """
 import numpy as np
 import tensorflow as tf                      # the user imported TensorFlow first (tf.keras is Keras 3)
+import pytest
+
 import tfcompress
 from tfcompress import keras_compat
 import tensorflow_model_optimization as tfmot
@@ -51,6 +55,7 @@ print("OK")
 """
 
 
+@pytest.mark.slow
 def test_tensorflow_imported_first_still_works():
     import os
 

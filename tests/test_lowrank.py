@@ -7,7 +7,7 @@ import pytest
 
 from tfcompress.keras_compat import tf_keras
 from tfcompress.surgery import count_flops
-from tfcompress.techniques import get_technique
+from tfcompress.techniques import StageContext, get_technique
 from tfcompress.techniques.lowrank import (
     Params,
     factorize,
@@ -124,7 +124,7 @@ def test_params_validate_and_registry():
         Params(energy=0.0)
     with pytest.raises(ValueError, match="conv_method"):
         Params(conv_method="cp")
-    mod = get_technique("low_rank").load()
-    assert mod.Params is Params
-    new = mod.apply(mlp(), Params(rank=4), ())
-    assert mod.strip(new) is new and mod.callbacks(Params()) == []
+    entry = get_technique("low_rank")
+    assert entry.params_type is Params
+    new = entry.apply(mlp(), Params(rank=4), (), StageContext())
+    assert entry.strip(new) is new and entry.callbacks(Params(), StageContext()) == []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tfcompress.compress import kernel_stats
+from tfcompress.monitoring import kernel_stats
 from tfcompress.errors import TfcompressError
 from tfcompress.keras_compat import tf_keras
 from tfcompress.models import fmnist_cnn
@@ -54,6 +54,7 @@ def test_schedule_rules_and_targets_reach_the_kernels():
     assert kernel_stats(base)["block1_pw"][0] == 0.0, "the caller's model is not touched"
 
 
+@pytest.mark.slow
 def test_two_of_four_sparsity_pattern():
     params = pruning.resolve(pruning.Params(schedule="constant", m_by_n=(2, 4)), total_steps=8)
     skip_dw = (LayerRule(LayerMatch(class_name="Depthwise"), skip=True),)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 
 import numpy as np
 import pytest
@@ -27,6 +26,7 @@ def se_model():
     return tf_keras.Model(inp, L.Dense(4, name="head")(x))
 
 
+@pytest.mark.slow
 def test_layers_tfmot_lacks_get_our_configs_and_convert_to_int8():
     model = se_model()
     p = qat.plan(model, qat.Params())
@@ -81,6 +81,7 @@ def test_auto_scheme_ignores_depthwise_kernels():
     assert qat.choose_scheme(model, qat.Params()) == "prune_preserve"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not __import__("os").environ.get("TFCOMPRESS_SLOW_TESTS"), reason="minutes on 2 cores; TFCOMPRESS_SLOW_TESTS=1")
 @pytest.mark.parametrize("name", ["EfficientNetB0", "MobileNetV2"])
 def test_reference_applications_qat_to_int8(name):

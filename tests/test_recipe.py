@@ -6,12 +6,12 @@ Uses a fake technique registry so it does not depend on the technique modules (n
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 import re
 import subprocess
 import sys
 import textwrap
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Literal
@@ -20,6 +20,7 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import BaseModel, ConfigDict, model_validator
 
 import tfcompress
 from tfcompress import recipe as recipe_mod
@@ -32,14 +33,15 @@ from tfcompress.recipe import (
     parse_recipe_text,
     recipe_to_dict,
 )
-from tfcompress.techniques import Technique
+from tfcompress.types import ExportSettings
 from tfcompress.types import LayerMatch, LayerRule, Mode, Recipe, Stage
 
 # ----------------------------------------------------------------- fake registry
 
 
-@dataclass(frozen=True)
-class PruneParams:
+class PruneParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
     final_sparsity: float = 0.5
     initial_sparsity: float = 0.0
     begin_step: int = 0
@@ -49,28 +51,26 @@ class PruneParams:
     block_size: tuple[int, int] = (1, 1)
     policy: str | None = None
 
-    def __post_init__(self) -> None:
+    @model_validator(mode="after")
+    def _check(self) -> PruneParams:
         if self.begin_step >= self.end_step:
             raise ValueError(f"begin_step ({self.begin_step}) must be < end_step ({self.end_step})")
         if not 0.0 <= self.final_sparsity < 1.0:
             raise ValueError(f"final_sparsity must be in [0, 1), got {self.final_sparsity}")
+        return self
 
 
-@dataclass(frozen=True)
-class ClusterParams:
+class ClusterParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
     number_of_clusters: int = 16
     init: Literal["linear", "kmeans++", "random"] = "kmeans++"
     preserve_sparsity: bool = False
     ranks: tuple[float, ...] = ()
-    per_layer: dict[str, float] = field(default_factory=dict)
+    per_layer: dict[str, float] = {}
     mode: Mode | None = None
-    tags: list[str] = field(default_factory=list)
+    tags: list[str] = []
     limit: int | None = None
-
-
-@dataclass(frozen=True)
-class ConvertParams:
-    mode: Literal["int8", "float16"] = "int8"
 
 
 class _Broken:
@@ -83,15 +83,23 @@ class _Broken:
         raise ModuleNotFoundError("No module named 'tfcompress.techniques.broken'")
 
 
+class _Ghost:
+    """A registry entry whose Params live in a module that does not exist (imported on first use)."""
+
+    name = "ghost"
+
+    @property
+    def params_type(self) -> type:
+        return importlib.import_module("tfcompress.techniques._no_such_module_for_tests").Params
+
+
 REGISTRY = {
     "prune": SimpleNamespace(name="prune", params_type=PruneParams),
     "cluster": SimpleNamespace(name="cluster", params_type=ClusterParams),
-    "convert": SimpleNamespace(name="convert", params_type=ConvertParams),
     "broken": _Broken(),
-    # a real registry entry pointing at a module that does not exist
-    "ghost": Technique("ghost", "tfcompress.techniques._no_such_module_for_tests", "missing"),
+    "ghost": _Ghost(),
 }
-GOOD_TECHNIQUES = ("prune", "cluster", "convert")
+GOOD_TECHNIQUES = ("prune", "cluster", "convert")  # `convert`: the export sugar, not a registry entry
 
 
 def parse(text: str, source: str = "r.yaml") -> Recipe:
@@ -145,7 +153,7 @@ stages:
 def test_full_recipe():
     r = parse(FULL)
     assert r.name == "prune-50" and r.description == "Prune 50% of the weights" and r.source == "r.yaml"
-    prune, convert = r.stages
+    (prune,) = r.stages  # the last `convert` stage is the export sugar
     assert prune == Stage(
         technique="prune",
         params=PruneParams(final_sparsity=0.5, end_step=2000, block_size=(1, 4)),
@@ -159,7 +167,7 @@ def test_full_recipe():
         ),
         line=4,
     )
-    assert convert == Stage("convert", ConvertParams("float16"), line=18)
+    assert r.export == ExportSettings(mode="float16")
     assert isinstance(prune.learning_rate, float)
 
 
@@ -190,7 +198,8 @@ def test_param_type_conversions():
     )
     p = r.stages[0].params
     assert p == ClusterParams(
-        8, "linear", True, (1.0, 2.5, 1e5), {"conv1": 0.5, "dense": 1.0}, Mode.INT16X8, ["a", "b"], None
+        number_of_clusters=8, init="linear", preserve_sparsity=True, ranks=(1.0, 2.5, 1e5),
+        per_layer={"conv1": 0.5, "dense": 1.0}, mode=Mode.INT16X8, tags=["a", "b"], limit=None,
     )
     assert all(type(x) is float for x in p.ranks) and type(p.per_layer["dense"]) is float
     assert r.stages[0].learning_rate == 1.0 and type(r.stages[0].learning_rate) is float
@@ -222,8 +231,21 @@ def test_anchors_and_merge_keys():
     assert [(s.technique, s.epochs, s.batch_size) for s in r.stages] == [
         ("prune", 3, 32),
         ("cluster", 1, 32),
-        ("convert", 0, 128),
     ]
+    assert r.export == ExportSettings()
+
+
+def test_export_top_level_or_convert_stage():
+    r = parse("name: n\nstages:\n- technique: prune\nexport: {mode: float16, sparse: true}\n")
+    assert r.export == ExportSettings(mode="float16", sparse=True) and [s.technique for s in r.stages] == ["prune"]
+    sugar = parse("name: n\nstages:\n- technique: prune\n- technique: convert\n  params: {mode: float16, sparse: true}\n")
+    assert strip(sugar) == strip(r)
+    text = dump_recipe(r)
+    assert "export:" in text and "convert" not in text and strip(parse(text)) == strip(r)
+    assert "export" not in recipe_to_dict(parse("name: n\nstages:\n- technique: prune\n"))  # the default
+    only = parse("name: n\nstages:\n- technique: convert\n  params: {io: uint8}\n")  # convert only: no stages
+    assert only.stages == () and only.export == ExportSettings(io="uint8")
+    assert strip(parse(dump_recipe(only))) == strip(only)
 
 
 def test_rule_without_skip_or_params_is_allowed():
@@ -270,7 +292,7 @@ ERRORS = [
     ("stage-not-mapping", "name: x\nstages:\n- prune\n", 3, ["stages[0]", "expected a mapping", "technique"]),
     ("missing-technique", "name: x\nstages:\n- epochs: 1\n", 3, ["stages[0]", "missing required key 'technique'"]),
     ("unknown-technique", "name: x\nstages:\n- technique: prun\n", 3,
-     ["stages[0].technique", "unknown technique 'prun'", "did you mean 'prune'", "prune, cluster, convert"]),
+     ["stages[0].technique", "unknown technique 'prun'", "did you mean 'prune'", "prune, cluster", "convert"]),
     ("technique-not-string", "name: x\nstages:\n- technique: [prune]\n", 3, ["stages[0].technique", "a list"]),
     ("technique-import-fails", "name: x\nstages:\n- technique: prune\n- technique: broken\n", 4,
      ["stages[1].technique", "'broken'", "not available", "ModuleNotFoundError"]),
@@ -283,7 +305,7 @@ ERRORS = [
     ("epochs-bool", "name: x\nstages:\n- technique: prune\n  epochs: true\n", 4, ["stages[0].epochs", "boolean"]),
     ("epochs-float", "name: x\nstages:\n- technique: prune\n  epochs: 1.5\n", 4, ["stages[0].epochs"]),
     ("steps-zero", "name: x\nstages:\n- technique: prune\n  steps_per_epoch: 0\n", 4,
-     ["stages[0].steps_per_epoch", "integer >= 1 or null"]),
+     ["stages[0].steps_per_epoch", "integer >= 1", "or null"]),
     ("lr-zero", "name: x\nstages:\n- technique: prune\n  learning_rate: 0\n", 4,
      ["stages[0].learning_rate", "> 0"]),
     ("lr-string", "name: x\nstages:\n- technique: prune\n  learning_rate: fast\n", 4, ["learning_rate", "'fast'"]),
@@ -388,6 +410,16 @@ ERRORS = [
     ("recursive-alias", "name: x\nstages: &s\n- technique: prune\n- *s\n", 4, ["stages[1]", "recursive alias"]),
     ("bad-merge", "name: x\nstages:\n- <<: 5\n  technique: prune\n", 3, ["merge key"]),
     ("yes-is-bool", "name: yes\nstages:\n- technique: prune\n", 1, ["name", "true (a boolean)"]),
+    ("export-twice", "name: x\nexport: {mode: int8}\nstages:\n- technique: prune\n- technique: convert\n", 5,
+     ["stages[1].technique", "export", "twice"]),
+    ("export-unknown-key", "name: x\nstages:\n- technique: prune\nexport:\n  mod: int8\n", 5,
+     ["export", "unknown key 'mod'", "did you mean 'mode'"]),
+    ("export-bad-mode", "name: x\nstages:\n- technique: prune\nexport: {mode: int4}\n", 4,
+     ["export.mode", "'int8'", "'int4'"]),
+    ("convert-stage-extra-key", "name: x\nstages:\n- technique: prune\n- technique: convert\n  epochs: 1\n", 5,
+     ["stages[1]", "unknown key 'epochs'", "technique, params"]),
+    ("convert-bad-param", "name: x\nstages:\n- technique: convert\n  params: {calib_samples: 0}\n", 4,
+     ["stages[0].params.calib_samples", ">= 1"]),
 ]
 
 
@@ -509,11 +541,12 @@ def test_round_trip_of_code_built_recipe():
         name="1e5",  # looks like a float to the loader: must be quoted
         description="multi\nline: yes",
         stages=(
-            Stage("cluster", ClusterParams(4, "random", True, (0.5, 2.0), {"a": 1.5}, Mode.INT8, ["x"], 3), epochs=1,
+            Stage("cluster", ClusterParams(number_of_clusters=4, init="random", preserve_sparsity=True, ranks=(0.5, 2.0),
+                                           per_layer={"a": 1.5}, mode=Mode.INT8, tags=["x"], limit=3), epochs=1,
                   steps_per_epoch=7, learning_rate=3e-5, batch_size=16,
                   rules=(LayerRule(LayerMatch(None, "Dense"), params={"number_of_clusters": 8}),)),
-            Stage("convert", ConvertParams()),
         ),
+        export=ExportSettings(mode="float16", sparse=True),
     )
     back = parse_recipe_text(dump_recipe(r), "x.yaml", REGISTRY)
     assert strip(back) == r
@@ -583,7 +616,8 @@ def test_shipped_lookup(shipped, tmp_path, monkeypatch):
     r = load_recipe("prune-50", registry=REGISTRY)
     assert r.name == "packaged" and r.source == str(packaged / "prune-50.yaml")  # packaged copy wins
     assert load_recipe("cluster-16", registry=REGISTRY).name == "cluster-16"
-    assert load_recipe("int8", registry=REGISTRY).stages[0].technique == "convert"
+    int8 = load_recipe("int8", registry=REGISTRY)  # only the `convert` sugar: no stages, default export
+    assert int8.stages == () and int8.export == ExportSettings()
     with pytest.raises(RecipeError) as info:
         load_recipe("prune-5O", registry=REGISTRY)
     assert info.value.message.startswith("prune-5O: ") and "did you mean 'prune-50'" in info.value.message
@@ -661,8 +695,7 @@ def _mostly(good, bad=_scalars):
     return st.integers(0, 3).flatmap(lambda i: bad if i == 3 else good)
 
 
-_field_names = st.sampled_from(sorted({f.name for t in (PruneParams, ClusterParams, ConvertParams)
-                                       for f in dataclasses.fields(t)}))
+_field_names = st.sampled_from(sorted({f for t in (PruneParams, ClusterParams, ExportSettings) for f in t.model_fields}))
 _param_values = _mostly(_scalars | st.lists(_scalars, max_size=3) | st.dictionaries(_keys, _scalars, max_size=2),
                         _values)
 _rule_like = st.fixed_dictionaries(
@@ -702,3 +735,49 @@ def test_fuzz_structures(data):
 @given(st.integers(0, len(FULL)), st.integers(0, 12), st.text(alphabet=" -:{}[],&*!|>'\"#\n\tax0", max_size=8))
 def test_fuzz_mutations(at, cut, insert):
     _only_recipe_errors(parse_recipe_text, FULL[:at] + insert + FULL[at + cut:], "m.yaml", REGISTRY)
+
+
+# ----------------------------------------------------------------- docs and schema
+
+
+def _doc_table(text: str, heading: str) -> dict[str, object]:
+    """param -> default of the first table after `heading` in docs/recipes.md."""
+    lines = text[text.index(f"\n{heading}\n"):].splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("|"))
+    rows = {}
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        cells = [c.strip() for c in re.split(r"(?<!\\)\|", line)[1:-1]]
+        name, default = cells[0].strip("`"), cells[2].strip("`")
+        try:
+            rows[name] = json.loads(default)
+        except ValueError:
+            rows[name] = default  # a bare string: `kmeans++`
+    return rows
+
+
+def test_docs_param_tables_match_the_schema():
+    from tfcompress.techniques import TECHNIQUES
+
+    schema = recipe_mod.recipe_json_schema()
+    defs = schema["$defs"]
+    stages = schema["properties"]["stages"]["items"]["discriminator"]["mapping"]
+    assert set(stages) == {*TECHNIQUES, "convert"}
+    text = (Path(__file__).resolve().parent.parent / "docs" / "recipes.md").read_text()
+    tables = {name: (f"#### `{name}`", stages[name]) for name in TECHNIQUES}
+    tables["export"] = ("### Export", "#/$defs/ExportSettings")
+    for name, (heading, ref) in tables.items():
+        stage = defs[ref.rsplit("/", 1)[-1]]
+        params = stage if name == "export" else defs[stage["properties"]["params"]["anyOf"][0]["$ref"].rsplit("/", 1)[-1]]
+        expected = {k: f.get("default") for k, f in params["properties"].items()}
+        assert _doc_table(text, heading) == expected, name
+    assert "tfcompress recipes --schema" in text and "\nexport:" in text
+
+
+def test_schema_of_a_fake_registry():
+    schema = recipe_mod.recipe_json_schema({name: REGISTRY[name] for name in ("prune", "cluster")})
+    assert schema["properties"]["stages"]["items"]["discriminator"]["propertyName"] == "technique"
+    prune = schema["$defs"]["PruneStage"]
+    assert prune["properties"]["technique"]["const"] == "prune" and prune["additionalProperties"] is False
+    assert set(schema["$defs"]["PruneParams"]["properties"]) == set(PruneParams.model_fields)

@@ -7,7 +7,7 @@ import pytest
 
 import tfcompress
 from tfcompress.keras_compat import tf_keras
-from tfcompress.techniques import get_technique
+from tfcompress.techniques import StageContext, get_technique
 from tfcompress.techniques.sharing import Params, plan_sharing, share_weights, tflite_sharing
 
 from conftest import random_images
@@ -100,7 +100,7 @@ def test_params_validate_and_registry():
         Params(groups=("b[",))
     with pytest.raises(ValueError, match="init"):
         Params(init="median")
-    mod = get_technique("share_weights").load()
-    tied = mod.apply(repeated_blocks(), Params(groups=("b[23]_conv",)), ())
-    assert mod.strip(tied) is tied and mod.callbacks(Params()) == []
+    entry = get_technique("share_weights")
+    tied = entry.apply(repeated_blocks(), Params(groups=("b[23]_conv",)), (), StageContext())
+    assert entry.strip(tied) is tied and entry.callbacks(Params(), StageContext()) == []
     assert len(tied.get_layer("b2_conv").inbound_nodes) == 2

@@ -10,7 +10,7 @@ from tfcompress.errors import DataError
 from tfcompress.keras_compat import tf_keras
 from tfcompress.models import fmnist_cnn
 from tfcompress.surgery import count_flops
-from tfcompress.techniques import get_technique
+from tfcompress.techniques import Capability, StageContext, get_technique
 from tfcompress.techniques import structured
 from tfcompress.techniques.structured import Params, plan_pruning, prune_channels, prune_iteratively
 from tfcompress.types import LayerMatch, LayerRule
@@ -167,13 +167,15 @@ def test_iterative_rounds_fine_tune_between(cnn):
 
 
 def test_registry_contract(cnn):
-    mod = get_technique("structured_prune").load()
-    assert mod is structured
-    small = mod.apply(cnn, Params(ratio=0.5), ())
-    assert mod.strip(small) is small and mod.callbacks(Params()) == []
+    entry = get_technique("structured_prune")
+    assert entry is structured.TECHNIQUE and entry.params_type is Params
+    small = entry.apply(cnn, Params(ratio=0.5), (), StageContext())
+    assert entry.strip(small) is small and entry.callbacks(Params(), StageContext()) == []
+    assert entry.can(Capability.CHANGES_STRUCTURE) and entry.can(Capability.USES_DATA)
     assert small.get_layer("block4_pw").filters == 128
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["MobileNetV2", "EfficientNetB0"])
 def test_applications_pruned_half_and_converted_to_int8(name):
     model = getattr(tf_keras.applications, name)(weights=None, input_shape=(96, 96, 3))

@@ -9,6 +9,7 @@ stay fast; TensorFlow loads on first use):
     tfcompress.inspect_tflite(path) / tfcompress.inspect_keras(model)
     tfcompress.compress(model, "pcqat", data, output="m.tflite") -> CompressResult
     tfcompress.prepare / callbacks / finalize / training_stages   # in your own fit()
+    tfcompress.register_technique(Technique(...))                # a technique of your own
     tfcompress.load_recipe(name_or_path) -> Recipe
     tfcompress.ConvertOptions, Mode, IOType, ImageSpec, TfcompressError
 """
@@ -18,12 +19,12 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__version__ = "0.1.0"
+from tfcompress._version import __version__
 
 _EXPORTS: dict[str, str] = {
-    "convert": "tfcompress.export.pipeline",
-    "ConvertOptions": "tfcompress.export.pipeline",
-    "ConvertResult": "tfcompress.export.pipeline",
+    "convert": "tfcompress.conversion",
+    "ConvertOptions": "tfcompress.conversion",
+    "ConvertResult": "tfcompress.conversion",
     "load_model": "tfcompress.loading",
     "load_source": "tfcompress.loading",
     "load_samples": "tfcompress.data",
@@ -36,12 +37,18 @@ _EXPORTS: dict[str, str] = {
     "to_tf_keras": "tfcompress.bridge",
     "fmnist_cnn": "tfcompress.models",
     "load_fashion_mnist": "tfcompress.datasets",
-    "compress": "tfcompress.compress",
-    "prepare": "tfcompress.compress",
-    "callbacks": "tfcompress.compress",
-    "finalize": "tfcompress.compress",
-    "training_stages": "tfcompress.compress",
-    "CompressResult": "tfcompress.compress",
+    "compress": "tfcompress.compression",
+    "prepare": "tfcompress.stages",
+    "callbacks": "tfcompress.stages",
+    "finalize": "tfcompress.stages",
+    "training_stages": "tfcompress.stages",
+    "CompressResult": "tfcompress.compression",
+    "CompressReport": "tfcompress.report",
+    "ConvertReport": "tfcompress.export.report",
+    "Technique": "tfcompress.techniques",
+    "StageContext": "tfcompress.techniques",
+    "Capability": "tfcompress.techniques",
+    "register_technique": "tfcompress.techniques",
     "load_recipe": "tfcompress.recipe",
     "Recipe": "tfcompress.types",
     "Stage": "tfcompress.types",

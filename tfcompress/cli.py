@@ -161,9 +161,9 @@ def convert(model: str, output: str, data: str | None, mode: str, io: str | None
     conversion, naming the op and the Keras layer (see --allow-float-fallback).
     """
     from tfcompress.data import ImageSpec
-    from tfcompress.export.pipeline import ConvertOptions
-    from tfcompress.export.pipeline import convert as run_convert
-    from tfcompress.report import render
+    from tfcompress.conversion import ConvertOptions
+    from tfcompress.conversion import convert as run_convert
+    from tfcompress.render import render
 
     objects = _load_custom_objects(custom_objects, unsafe)
     image = ImageSpec(scale=image_scale or "0,1", resize=image_resize) if (image_scale or image_resize != "bilinear") else None
@@ -213,9 +213,9 @@ def compress(model: str, output: str, recipe: str | None, data: str, val_data: s
     Shipped recipes: prune-50, prune-80-sparse, prune-2of4, cluster-16, qat,
     pqat, cqat, pcqat, mobile-int8 (README lists what each measured).
     """
-    from tfcompress.compress import compress as run_compress
+    from tfcompress.compression import compress as run_compress
     from tfcompress.data import ImageSpec
-    from tfcompress.report import render, render_stages
+    from tfcompress.render import render, render_stages
 
     console = _console()
     image = ImageSpec(scale=image_scale) if image_scale else None
@@ -229,7 +229,7 @@ def compress(model: str, output: str, recipe: str | None, data: str, val_data: s
         click.echo(Path(result.convert.report_path or "").read_text() if result.convert.report_path else "{}")
         return
     render(result.convert.report, console)
-    render_stages(result, console)
+    render_stages(result.report, console)
     console.print(f"wrote {output} (recipe {result.recipe.name})")
 
 
@@ -397,13 +397,25 @@ def _validate_profile(n: int, profile_name: str, png: str) -> None:
 
 
 @main.command(name="recipes")
-def list_recipes() -> None:
-    """List the shipped recipes with their descriptions."""
-    from tfcompress.recipe import list_shipped_recipes, load_recipe
+@click.option("--schema", "schema", is_flag=True,
+              help="Print the JSON Schema of a recipe file (every technique's stage and params, and `export`) "
+                   "instead of the list, e.g. for editor completion and validation of your own recipes.")
+def list_recipes(schema: bool) -> None:
+    """List the shipped recipes with their stages and descriptions (format: docs/recipes.md).
 
+    \b
+    Examples:
+      tfcompress recipes
+      tfcompress recipes --schema > recipe.schema.json
+    """
+    from tfcompress.recipe import list_shipped_recipes, load_recipe, recipe_json_schema
+
+    if schema:
+        click.echo(json.dumps(recipe_json_schema(), indent=2))
+        return
     for name in list_shipped_recipes():
         r = load_recipe(name)
-        stages = " -> ".join(s.technique for s in r.stages)
+        stages = " -> ".join([*(s.technique for s in r.stages), f"export {r.export.mode}"])
         click.echo(f"{name:18s} {stages}\n{'':18s} {' '.join(r.description.split())}")
 
 
@@ -458,7 +470,7 @@ def demo(epochs: int, out_dir: Path, retrain: bool, train_samples: int | None, a
     Keras' downloader.
     """
     from tfcompress.demo import DemoConfig, run_demo
-    from tfcompress.report import render
+    from tfcompress.render import render
 
     console = _console()
     cfg = DemoConfig(epochs=epochs, out_dir=out_dir, retrain=retrain, train_samples=train_samples)

@@ -102,7 +102,7 @@ def run_demo(cfg: DemoConfig = DemoConfig(), console: Any = None, on_progress: A
     """
     from tfcompress.data import ImageSpec
     from tfcompress.datasets import load_fashion_mnist
-    from tfcompress.export.pipeline import convert
+    from tfcompress.conversion import convert
 
     Path(cfg.out_dir).mkdir(parents=True, exist_ok=True)
     model, cache_path, cached = train_fmnist_cnn(cfg, console)

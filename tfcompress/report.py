@@ -1,171 +1,80 @@
-"""The conversion report: a frozen record, its JSON form and its terminal table."""
+"""Reports of `compress` as frozen values with a JSON round trip (OUT.report.json of `compress`).
+
+A `CompressReport` is the final conversion's `ConvertReport` plus the recipe,
+the per-stage table and the weights read back from the .tflite.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 from typing import Any
 
-from tfcompress import __version__
+from tfcompress.export.report import ConvertReport, clean_json, load_as
+from tfcompress.export.weight_stats import WeightStat
+
+__all__ = ["COMPRESS_SCHEMA", "CompressReport", "ConvertReport", "RecipeRef", "StageReport"]
+
+COMPRESS_SCHEMA = "tfcompress.compress_report/1"
 
 
 @dataclass(frozen=True)
-class SizeInfo:
-    """Sizes of the converted model."""
+class StageReport:
+    """Measured after one stage of a recipe."""
 
+    index: int
+    technique: str
+    epochs: int
+    float_accuracy: float | None
+    int8_accuracy: float | None
     tflite_bytes: int
     gzip_bytes: int
-    source_params: int | None
-    bytes_per_param: float | None
+    latency_ms: float | None
+    predicted_ms: float | None
+    mean_sparsity: float
+    max_unique: int
+    seconds: float
 
 
 @dataclass(frozen=True)
-class ConvertReport:
-    """What `tfcompress.convert` did and measured (written as OUT.report.json)."""
+class RecipeRef:
+    """Which recipe a compress run used."""
 
-    model: str
-    source_format: str
-    source_path: str | None
-    mode: str
-    io: str
-    output: str | None
-    calibration: dict[str, Any]
-    preprocessing: dict[str, Any]
-    size: SizeInfo
-    float_ops: tuple[str, ...]
-    io_dtypes: tuple[str, ...]
-    weight_dtypes: tuple[str, ...]
-    op_table: tuple[tuple[Any, ...], ...]  # (op type, input dtypes, output dtypes, count)
-    verify: Any  # tfcompress.export.verify.VerifyReport | None
-    predicted_latency: dict[str, Any] | None  # tfcompress.hardware.predict.Prediction.to_dict() + profile info
-    convert_seconds: float
-    verify_seconds: float
-    versions: dict[str, str]
-    notes: tuple[str, ...] = ()
+    name: str
+    source: str | None = None
+
+
+@dataclass(frozen=True)
+class CompressReport:
+    """What `tfcompress.compress` did (written as OUT.report.json): the final conversion and the way there."""
+
+    convert: ConvertReport
+    recipe: RecipeRef
+    stages: tuple[StageReport, ...]
+    weights: tuple[WeightStat, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-able dict (infinite SNR becomes null)."""
-        d = _clean(dataclasses.asdict(self))
-        d["schema"] = "tfcompress.report/1"
-        if self.verify is not None and self.verify.accuracy is not None:
-            d["verify"]["accuracy"]["delta_pp"] = round(self.verify.accuracy.delta_pp, 3)
-        d["op_table"] = [
-            {"op": r[0], "input_dtypes": list(r[1]), "output_dtypes": list(r[2]), "count": r[3]} for r in self.op_table
-        ]
-        return d
+        """JSON-able dict."""
+        return {
+            "schema": COMPRESS_SCHEMA,
+            "recipe": dataclasses.asdict(self.recipe),
+            "stages": clean_json([dataclasses.asdict(s) for s in self.stages]),
+            "weights": clean_json([dataclasses.asdict(w) for w in self.weights]),
+            "convert": self.convert.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CompressReport:
+        """The report `to_dict` wrote."""
+        if not isinstance(d, dict) or not isinstance(d.get("convert"), dict):
+            raise ValueError("not a compress report: no 'convert' section")
+        body = {k: v for k, v in d.items() if k != "convert"}
+        loaded = load_as(_CompressBody, body, COMPRESS_SCHEMA)
+        return cls(ConvertReport.from_dict(d["convert"]), loaded.recipe, loaded.stages, loaded.weights)
 
 
-def _clean(obj: Any) -> Any:
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    return obj
-
-
-def versions() -> dict[str, str]:
-    """tfcompress, TensorFlow, Keras and LiteRT versions."""
-    from tfcompress.keras_compat import versions as keras_versions
-    from tfcompress.runtime import runtime_version
-
-    return {"tfcompress": __version__, **keras_versions(), "litert": runtime_version()}
-
-
-def human_bytes(n: int) -> str:
-    """'96,656 B (94.4 KiB)'."""
-    return f"{n:,} B ({n / 1024:.1f} KiB)" if n >= 1024 else f"{n:,} B"
-
-
-def render(report: ConvertReport, console: Any) -> None:
-    """Print the report as rich tables."""
-    from rich.table import Table
-
-    summary = Table(title=f"tfcompress convert: {report.model} -> {report.mode}", show_header=False, title_justify="left")
-    summary.add_column(style="bold")
-    summary.add_column()
-    summary.add_row("source", f"{report.source_format}" + (f"  {report.source_path}" if report.source_path else ""))
-    summary.add_row("output", report.output or "(in memory)")
-    summary.add_row("I/O dtypes", ", ".join(report.io_dtypes))
-    summary.add_row("weights", ", ".join(report.weight_dtypes) or "-")
-    size = report.size
-    summary.add_row("size", f"{human_bytes(size.tflite_bytes)}, gzip {human_bytes(size.gzip_bytes)}")
-    if size.bytes_per_param:
-        summary.add_row("bytes / parameter", f"{size.bytes_per_param:.3f} ({size.source_params:,} parameters)")
-    cal = report.calibration
-    summary.add_row("calibration", f"{cal.get('samples', 0)} samples from {cal.get('source') or '-'}")
-    summary.add_row("float ops", "; ".join(report.float_ops) if report.float_ops else "none")
-    summary.add_row("convert time", f"{report.convert_seconds:.2f} s")
-    for note in report.notes:
-        summary.add_row("note", note)
-    v = report.verify
-    if v is not None:
-        held = "held-out" if v.held_out else "calibration (not held out)"
-        summary.add_row("verified on", f"{v.samples} {held} samples, {v.runtime}, resolver {v.resolver}")
-        if v.accuracy is not None:
-            a = v.accuracy
-            summary.add_row(
-                "accuracy",
-                f"source {100 * a.source:.2f}%  tflite {100 * a.tflite:.2f}%  ({a.delta_pp:+.2f} pp, {a.samples} labelled)",
-            )
-        for o in v.outputs:
-            agree = f", top-1 agreement {100 * o.top1_agreement:.2f}%" if o.top1_agreement is not None else ""
-            snr = "inf" if not math.isfinite(o.snr_db) else f"{o.snr_db:.1f}"
-            summary.add_row(f"output {o.name}", f"SNR {snr} dB, max |err| {o.max_abs_error:.4g}{agree}")
-        lat = v.latency
-        summary.add_row(
-            "host latency",
-            f"median {lat.median_ms:.3f} ms, p90 {lat.p90_ms:.3f} ms ({lat.runs} runs, {lat.threads} thread(s))",
-        )
-        for note in v.notes:
-            summary.add_row("note", note)
-    p = report.predicted_latency
-    if p is not None:
-        summary.add_row(
-            "predicted latency",
-            f"{p['total_ms']:.3f} ms on '{p['device']}' ({p['runtime']}, {p['delegate']}, {p['threads']} thread(s); "
-            f"{100 * p['lut_hit_rate']:.0f}% of ops measured in its LUT)",
-        )
-    console.print(summary)
-
-    ops = Table(title="ops", title_justify="left")
-    for col in ("op", "inputs", "outputs", "count"):
-        ops.add_column(col, justify="right" if col == "count" else "left")
-    for op, ins, outs, count in report.op_table:
-        ops.add_row(str(op), ", ".join(ins), ", ".join(outs), str(count))
-    console.print(ops)
-
-
-def render_stages(result: Any, console: Any) -> None:
-    """The per-stage table of a `compress` run (and read-back weight statistics)."""
-    from rich.table import Table
-
-    table = Table(title=f"recipe {result.recipe.name}: after each stage", title_justify="left")
-    for col in ("stage", "epochs", "float acc", "int8 acc", ".tflite B", "gzip B", "latency ms", "predicted ms", "sparsity", "max unique", "s"):
-        table.add_column(col, justify="left" if col == "stage" else "right")
-
-    def pct(v: float | None) -> str:
-        return "-" if v is None else f"{100 * v:.2f}%"
-
-    for s in result.stages:
-        table.add_row(
-            f"{s.index} {s.technique}", str(s.epochs), pct(s.float_accuracy), pct(s.int8_accuracy),
-            f"{s.tflite_bytes:,}" if s.tflite_bytes else "-", f"{s.gzip_bytes:,}" if s.gzip_bytes else "-",
-            f"{s.latency_ms:.3f}" if s.latency_ms is not None else "-",
-            f"{s.predicted_ms:.3f}" if s.predicted_ms is not None else "-", f"{100 * s.mean_sparsity:.1f}%",
-            str(s.max_unique), f"{s.seconds:.0f}",
-        )
-    console.print(table)
-
-    if result.weight_stats:
-        weights = Table(title="weights read back from the .tflite", title_justify="left")
-        for col in ("tensor", "op", "shape", "encoding", "zeros", "unique / channel", "stored B"):
-            weights.add_column(col, justify="left" if col in ("tensor", "op", "encoding") else "right")
-        for w in result.weight_stats:
-            weights.add_row(
-                w.tensor[-40:], w.op_type, "x".join(map(str, w.shape)), w.encoding, f"{100 * w.zeros:.1f}%",
-                str(w.unique_per_channel), f"{w.stored_bytes:,}",
-            )
-        console.print(weights)
+@dataclass(frozen=True)
+class _CompressBody:
+    recipe: RecipeRef
+    stages: tuple[StageReport, ...]
+    weights: tuple[WeightStat, ...] = ()

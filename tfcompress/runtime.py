@@ -9,10 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-# The device-side profiler is the one place that knows the runtime modules and resolvers
-# (it runs standalone on devices, so it cannot import this module).
-from tfcompress.hardware.edge_profile import RESOLVERS, RUNTIMES, create_interpreter
-from tfcompress.hardware.edge_profile import load_runtime as _load_runtime_module
+# The standalone timing script (copied onto devices, so it imports nothing from tfcompress) is the
+# one place that knows the runtime modules and resolvers; this seam builds on it.
+from tfcompress.edge.edge_profile import RESOLVERS, RUNTIMES, create_interpreter
+from tfcompress.edge.edge_profile import load_runtime as _load_runtime_module
 
 __all__ = ["Runtime", "RESOLVERS", "RUNTIMES", "load_runtime", "make_interpreter", "runtime_version"]
 

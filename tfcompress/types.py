@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Literal, Mapping
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 
 class Mode(str, enum.Enum):
@@ -55,6 +57,28 @@ ALLOWED_IO: dict[Mode, tuple[IOType, ...]] = {
 # ----------------------------------------------------------------- recipes
 
 
+class ExportSettings(BaseModel):
+    """How a recipe's result becomes a .tflite: the recipe's `export:` (or a last `- technique: convert` stage).
+
+    The `tfcompress convert` options that make sense in a recipe; the field descriptions are the docs and the
+    JSON Schema.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mode: Literal["int8", "int16x8", "float16", "dynamic"] = Field(
+        "int8", description="what the .tflite quantizes to (as `tfcompress convert --mode`)")
+    io: Literal["int8", "uint8", "int16", "float32"] | None = Field(
+        None, description="input/output dtype; null = the mode's default (int8 for int8)")
+    sparse: StrictBool = Field(
+        False, description="also convert with TFLite's sparse tensor encoding and keep that file when it is smaller "
+        "(it pays from ~70% zeros); verification says which op resolver it needs")
+    calib_samples: StrictInt = Field(200, ge=1, le=100_000, description="calibration samples")
+    allow_float_fallback: StrictBool = Field(False, description="accept ops that stay float in integer modes")
+
+
+
+
 @dataclass(frozen=True)
 class LayerMatch:
     """Which layers a rule targets: regexes searched in the layer name / class name.
@@ -73,7 +97,7 @@ class LayerRule:
     Attributes:
         match: which layers.
         skip: leave matching layers untouched by this stage.
-        params: technique parameters overriding the stage's for matching layers.
+        params: technique parameters overriding the stage's for matching layers (name -> value).
         line: line in the recipe file (for messages), None when built in code.
     """
 
@@ -89,7 +113,7 @@ class Stage:
 
     Attributes:
         technique: key of `tfcompress.techniques.TECHNIQUES`.
-        params: the technique's frozen params dataclass instance.
+        params: the technique's `Params` (a frozen pydantic model).
         epochs: fine-tuning epochs (0 = no training in this stage).
         steps_per_epoch: limit steps per epoch (None = whole data set).
         learning_rate: fine-tuning learning rate (None = the technique's default).
@@ -110,9 +134,18 @@ class Stage:
 
 @dataclass(frozen=True)
 class Recipe:
-    """An ordered list of stages, from a YAML / JSON file or built in code."""
+    """An ordered list of training stages and how the result is exported, from a YAML / JSON file or code.
+
+    Attributes:
+        name: the recipe's name (reports, file names).
+        stages: the stages, run in order (no `convert` stage: that is `export`).
+        description: one line for humans.
+        source: the file it was read from (None when built in code).
+        export: how the final model becomes a .tflite.
+    """
 
     name: str
     stages: tuple[Stage, ...]
     description: str = ""
     source: str | None = None
+    export: ExportSettings = field(default_factory=ExportSettings)

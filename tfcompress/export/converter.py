@@ -125,6 +125,45 @@ def run_converter(converter: Any, what: str) -> bytes:
     ) from None
 
 
+def convert_int8_random(model: Any, *, samples: int = 4, seed: int = 0, what: str = "") -> bytes:
+    """Full-integer int8 (int8 kernels only, int8 in / out) calibrated on random data.
+
+    For latency work (one-op profiling models, models whose kernels the predictor
+    reads): latency does not depend on weight or activation values, so no data is needed.
+
+    Raises:
+        ConversionError: an input has a variable size, or the converter fails.
+    """
+    import numpy as np
+
+    from tfcompress.keras_compat import tf
+
+    what = what or f"model '{model.name}'"
+    shapes = [(1, *(_fixed_dim(d, what, t) for d in t.shape[1:])) for t in model.inputs]  # batch 1
+    rng = np.random.default_rng(seed)
+
+    def representative() -> Iterator[list[Any]]:
+        for _ in range(samples):
+            yield [rng.uniform(-1, 1, size=s).astype(np.float32) for s in shapes]
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = representative
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.int8
+    converter.inference_output_type = tf.int8
+    return run_converter(converter, what)
+
+
+def _fixed_dim(dim: Any, what: str, tensor: Any) -> int:
+    if dim is None:
+        raise ConversionError(
+            f"{what} input {tensor.name} has a variable size {tuple(tensor.shape)}: latency depends on it",
+            "build the model with a fixed input shape (e.g. Input((224, 224, 3))) to predict its latency",
+        )
+    return int(dim)
+
+
 def _last_error_line(text: str) -> str:
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     for ln in reversed(lines):

@@ -8,14 +8,20 @@ report says the model needs that resolver.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Annotated, Any, Callable
 
 import numpy as np
+from pydantic import BeforeValidator
 
 from tfcompress.errors import ConversionError
 from tfcompress.runtime import RESOLVERS, make_interpreter, runtime_version
+
+def _null_is_inf(value: Any) -> Any:
+    return math.inf if value is None else value
+
 
 _INT_RANGES: dict[str, tuple[int, int]] = {
     "int8": (-128, 127),
@@ -30,7 +36,7 @@ class OutputMetrics:
 
     name: str
     shape: tuple[int, ...]
-    snr_db: float
+    snr_db: Annotated[float, BeforeValidator(_null_is_inf)]  # JSON has no infinity: reports write null
     max_abs_error: float
     mean_abs_error: float
     top1_agreement: float | None  # fraction; None when the output is not a class vector

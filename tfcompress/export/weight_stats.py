@@ -8,6 +8,8 @@ numpy and the flatbuffer schema, never TensorFlow.
     for s in weight_stats("model.tflite"):
         print(s.tensor, s.op_type, s.encoding, f"{s.zeros:.0%}", s.unique_per_channel)
     summary(weight_stats("model.tflite"))  # {"zeros": 0.8, "max_unique_per_channel": 8, ...}
+    for s, values in weight_values("model.tflite"):  # the same, with each tensor's dense values
+        ...
 
 What counts as a weight:
 
@@ -26,7 +28,8 @@ when it equals its channel's zero point), the floats themselves otherwise
 (zero means exactly 0.0). Sparse-encoded tensors (TFLite's SparsityParameters:
 traversal order, block map, DENSE / SPARSE_CSR dimensions) are decoded back to
 dense first, as the runtime's format converter does, filling what is not
-stored with 0 (`densify`).
+stored with 0 (`densify`, in `tflite_sparse`; `SparseDim` and `densify` are
+importable from here too).
 
 Unique values are counted twice: `unique_values` over the whole tensor and
 `unique_per_channel`, the largest count within one channel of a per-channel
@@ -40,7 +43,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
@@ -50,21 +53,20 @@ from tfcompress.export.tflite_file import (
     OperatorInfo,
     PathOrBytes,
     TensorInfo,
-    _schema,
     read_tflite,
     read_tflite_bytes,
+    schema,
 )
+from tfcompress.export.tflite_sparse import SparseDim, densify, read_sparsity, stored_count
 
 __all__ = [
     "WEIGHT_SLOTS",
     "BIAS_SLOTS",
     "PASS_THROUGH_OPS",
     "WeightStat",
-    "SparsityRow",
     "SparseDim",
     "weight_stats",
     "weight_values",
-    "sparsity_table",
     "summary",
     "densify",
 ]
@@ -116,13 +118,6 @@ _DECODABLE: frozenset[str] = frozenset(_NUMPY_DTYPES) | _PACKED_4BIT | {"bfloat1
 # Dtypes a constant outside a weight slot may have to count as a weight.
 _GENERIC_WEIGHT_DTYPES: frozenset[str] = (FLOAT_DTYPES & _DECODABLE) | {"int8", "uint8", "int4", "uint4"}
 
-_DENSE = _schema.DimensionType.DENSE
-_SPARSE_CSR = _schema.DimensionType.SPARSE_CSR
-_INDEX_VECTORS: dict[int, Any] = {
-    _schema.SparseIndexVector.Int32Vector: _schema.Int32Vector,
-    _schema.SparseIndexVector.Uint16Vector: _schema.Uint16Vector,
-    _schema.SparseIndexVector.Uint8Vector: _schema.Uint8Vector,
-}
 
 
 # ------------------------------------------------------------------ results
@@ -187,35 +182,6 @@ class WeightStat:
         return int(round(self.zeros * self.elements))
 
 
-class SparsityRow(NamedTuple):
-    """One row of `sparsity_table` (unpacks as a 10-tuple)."""
-
-    tensor: str
-    op_type: str
-    shape: tuple[int, ...]
-    dtype: str
-    encoding: str
-    elements: int
-    zeros: float
-    unique_values: int
-    unique_per_channel: int
-    file_bytes: int  # stored_bytes + index_bytes
-
-
-class SparseDim(NamedTuple):
-    """One dimension of a sparse tensor's `dim_metadata`, in traversal order.
-
-    A DENSE dimension (`sparse` False) has `dense_size` entries; a SPARSE_CSR
-    one lists, for each position of the dimensions before it, the range
-    `segments[p]:segments[p + 1]` of `indices` that are stored.
-    """
-
-    sparse: bool
-    dense_size: int = 0
-    segments: np.ndarray | None = None
-    indices: np.ndarray | None = None
-
-
 # ------------------------------------------------------------------ API
 
 
@@ -245,27 +211,6 @@ def weight_values(tflite: PathOrBytes, min_elements: int = 64) -> list[tuple[Wei
     unpacked to int8, bfloat16 widened to float32), in the tensor's shape.
     """
     return list(_weights(tflite, min_elements))
-
-
-def sparsity_table(stats: Sequence[WeightStat]) -> list[SparsityRow]:
-    """One row a tensor, for reports: name, op, shape, dtype, encoding,
-    elements, zero fraction, unique values (tensor / per channel), bytes in
-    the file (buffer plus sparse index arrays)."""
-    return [
-        SparsityRow(
-            s.tensor,
-            s.op_type,
-            s.shape,
-            s.dtype,
-            s.encoding,
-            s.elements,
-            s.zeros,
-            s.unique_values,
-            s.unique_per_channel,
-            s.stored_bytes + s.index_bytes,
-        )
-        for s in stats
-    ]
 
 
 def summary(stats: Sequence[WeightStat]) -> dict[str, Any]:
@@ -308,92 +253,6 @@ def summary(stats: Sequence[WeightStat]) -> dict[str, Any]:
     }
 
 
-def densify(
-    values: np.ndarray,
-    shape: Sequence[int],
-    traversal_order: Sequence[int],
-    block_map: Sequence[int],
-    dims: Sequence[SparseDim],
-    fill: Any = 0,
-) -> np.ndarray:
-    """Decode a TFLite sparse tensor to its dense array.
-
-    The runtime's format converter, vectorised: walk `dims` in traversal
-    order (the first `len(shape)` entries of `traversal_order` are the
-    original dimensions, or block-row / block-column dimensions when the
-    tensor is blocked; the rest are the inner block dimensions, whose
-    original dimension is `block_map[traversal_order[i] - len(shape)]` and
-    size their `dense_size`), listing every stored position in order; the
-    k-th stored position receives `values[k]`, the rest `fill`.
-
-    Raises:
-        ValueError: the metadata is inconsistent or does not match `values`.
-    """
-    shape = tuple(int(d) for d in shape)
-    rank = len(shape)
-    order = [int(t) for t in traversal_order]
-    block_map = [int(b) for b in block_map]
-    levels = len(order)
-    if len(dims) != levels:
-        raise ValueError(f"{len(dims)} dim_metadata entries for a traversal order of {levels}")
-    if levels != rank + len(block_map):
-        raise ValueError(f"traversal order of {levels} for rank {rank} with {len(block_map)} block dimensions")
-    if sorted(order) != list(range(levels)) or sorted(order[:rank]) != list(range(rank)):
-        raise ValueError(f"traversal order {order} is not a permutation that visits the {rank} outer dims first")
-    if any(not 0 <= b < rank for b in block_map) or len(set(block_map)) != len(block_map):
-        raise ValueError(f"block map {block_map} does not name distinct dimensions of rank {rank}")
-    block_size = [int(dims[order.index(rank + b)].dense_size) for b in range(len(block_map))]
-    expected = list(shape)
-    for b, dim in enumerate(block_map):
-        if block_size[b] <= 0 or shape[dim] % block_size[b]:
-            raise ValueError(f"block size {block_size[b]} does not divide dimension {dim} of {shape}")
-        expected[dim] = shape[dim] // block_size[b]
-    for level in range(levels):
-        want = expected[order[level]] if level < rank else block_size[order[level] - rank]
-        if not dims[level].sparse and dims[level].dense_size != want:
-            raise ValueError(f"dense dimension {level} has size {dims[level].dense_size}, expected {want}")
-
-    prev = np.zeros(1, dtype=np.int64)  # per stored path: its position in the last level
-    coords: list[np.ndarray] = []  # per level: the coordinate of each path
-    for level, dim in enumerate(dims):
-        if not dim.sparse:
-            n = int(dim.dense_size)
-            step = np.arange(n, dtype=np.int64)
-            coords = [c.repeat(n) for c in coords] + [np.tile(step, prev.size)]
-            prev = (prev[:, None] * n + step).ravel()
-            continue
-        segments = np.asarray(dim.segments if dim.segments is not None else (), dtype=np.int64)
-        indices = np.asarray(dim.indices if dim.indices is not None else (), dtype=np.int64)
-        if prev.size and prev.max() + 1 >= segments.size:
-            raise ValueError(f"sparse dimension {level} has {segments.size} segments, needs {prev.max() + 2}")
-        starts, ends = segments[prev], segments[prev + 1]
-        counts = ends - starts
-        if (counts < 0).any() or (starts < 0).any() or (ends > indices.size).any():
-            raise ValueError(f"sparse dimension {level} has segments outside its {indices.size} indices")
-        total = int(counts.sum())
-        # positions starts[p] .. ends[p] - 1 of each path p, in order
-        offsets = np.cumsum(counts) - counts
-        pos = np.repeat(starts - offsets, counts) + np.arange(total, dtype=np.int64)
-        coords = [c.repeat(counts) for c in coords] + [indices[pos]]
-        prev = pos
-    if prev.size != values.size:
-        raise ValueError(f"the sparsity metadata lists {prev.size} stored values, the buffer holds {values.size}")
-
-    orig: list[np.ndarray] = [np.empty(0, dtype=np.int64)] * rank
-    for level in range(rank):
-        orig[order[level]] = coords[level]
-    for level in range(rank, levels):
-        b = order[level] - rank
-        orig[block_map[b]] = orig[block_map[b]] * block_size[b] + coords[level]
-    dense = np.full(shape, fill, dtype=values.dtype)
-    if values.size:
-        for dim, idx in enumerate(orig):
-            if idx.min() < 0 or idx.max() >= shape[dim]:
-                raise ValueError(f"a stored index along dimension {dim} lies outside the shape {shape}")
-        dense[tuple(orig)] = values.ravel()
-    return dense
-
-
 # ------------------------------------------------------------------ internals
 
 
@@ -411,7 +270,7 @@ def _weights(tflite: PathOrBytes, min_elements: int) -> Iterator[tuple[WeightSta
     data = read_tflite_bytes(tflite)
     label = "model bytes" if isinstance(tflite, (bytes, bytearray, memoryview)) else str(tflite)
     model = read_tflite(data, label=label)
-    root = _schema.Model.GetRootAs(data, 0)
+    root = schema.Model.GetRootAs(data, 0)
     for sg in model.subgraphs:
         fb_sg = root.Subgraphs(sg.index)
         uses = _uses(sg.operators)
@@ -500,37 +359,6 @@ def _decode_values(raw: np.ndarray, dtype: str, count: int | None) -> np.ndarray
     return raw.view(np_dtype)
 
 
-def _index_vector(kind: int, table: Any) -> np.ndarray:
-    cls = _INDEX_VECTORS.get(int(kind))
-    if cls is None or table is None:
-        return np.zeros(0, dtype=np.int32)
-    vec = cls()
-    vec.Init(table.Bytes, table.Pos)
-    return vec.ValuesAsNumpy() if vec.ValuesLength() else np.zeros(0, dtype=np.int32)
-
-
-def _sparsity(fb_tensor: Any) -> tuple[list[int], list[int], list[SparseDim], int]:
-    """(traversal order, block map, dims, index bytes) of a sparse tensor."""
-    sp = fb_tensor.Sparsity()
-    order = [int(v) for v in sp.TraversalOrderAsNumpy()] if sp.TraversalOrderLength() else []
-    block_map = [int(v) for v in sp.BlockMapAsNumpy()] if sp.BlockMapLength() else []
-    dims: list[SparseDim] = []
-    index_bytes = 0
-    for k in range(sp.DimMetadataLength()):
-        dm = sp.DimMetadata(k)
-        fmt = int(dm.Format())
-        if fmt == _DENSE:
-            dims.append(SparseDim(False, int(dm.DenseSize())))
-        elif fmt == _SPARSE_CSR:
-            segments = _index_vector(dm.ArraySegmentsType(), dm.ArraySegments())
-            indices = _index_vector(dm.ArrayIndicesType(), dm.ArrayIndices())
-            index_bytes += segments.nbytes + indices.nbytes
-            dims.append(SparseDim(True, int(dm.DenseSize()), segments, indices))
-        else:
-            raise ValueError(f"dimension {k} has unknown format {fmt}")
-    return order, block_map, dims, index_bytes
-
-
 def _stat(
     data: bytes, root: Any, fb_tensor: Any, t: TensorInfo, op_type: str, op_index: int
 ) -> tuple[WeightStat, np.ndarray]:
@@ -539,10 +367,10 @@ def _stat(
     elements = t.num_elements
     index_bytes = 0
     if t.sparsity:
-        order, block_map, dims, index_bytes = _sparsity(fb_tensor)
+        order, block_map, dims, index_bytes = read_sparsity(fb_tensor)
         values = _decode_values(raw, t.dtype, None)
         if t.dtype in _PACKED_4BIT:  # the stored count is what the metadata lists; padding dropped
-            values = values[: _stored_count(dims)]
+            values = values[: stored_count(dims)]
         dense = densify(values, shape, order, block_map, dims)
     else:
         values = _decode_values(raw, t.dtype, elements)
@@ -581,21 +409,6 @@ def _stat(
         op_index=op_index,
     )
     return stat, dense
-
-
-def _stored_count(dims: Sequence[SparseDim]) -> int:
-    """How many values a sparse tensor's metadata lists (the last level's path count)."""
-    prev = np.zeros(1, dtype=np.int64)
-    for dim in dims:
-        if not dim.sparse:
-            prev = (prev[:, None] * dim.dense_size + np.arange(dim.dense_size)).ravel()
-        else:
-            seg = np.asarray(dim.segments, dtype=np.int64)
-            if prev.size and prev.max() + 1 >= seg.size:
-                return -1
-            counts = seg[prev + 1] - seg[prev]
-            prev = np.repeat(seg[prev] - (np.cumsum(counts) - counts), counts) + np.arange(counts.sum())
-    return int(prev.size)
 
 
 def _zero_fraction(dense: np.ndarray, t: TensorInfo, per_channel: bool) -> float:

@@ -1,10 +1,23 @@
 """Device profiles, latency lookup tables (LUTs) and the latency predictor.
 
-    profile = build_profile(models, device="host")           # lut.py: times single kernels
-    predict_latency_ms(model_or_tflite, profile).total_ms    # lut.py: LUT + per-op regression + overhead
+The modules read as a pipeline; each imports only the ones above it:
 
-`profile` and `kernels` never import TensorFlow, so device-side tools can load
-profiles and read kernel keys with only ai-edge-litert and numpy.
+    kernels.py    keys from a .tflite (KernelKey, kernels_of, to_tflite)
+    ops.py        one table keyed by op type: the one-op model to time, the regression's cost features
+    schema.py     pydantic field types, the key's JSON model, one-line errors
+    measure.py    one-op models -> an edge bundle -> the one timing loop (tfcompress.edge.edge_profile), cached
+    profile.py    the document: DeviceProfile, saved one entry per line
+    predict.py    LUT + per-op regression + calibration: predict_latency_ms
+    lut.py, bundle.py, importers/, validate.py
+                  build a profile here, export a bundle for a device, import a device's
+                  measurements, check predictions against measured latency
+
+    profile = build_profile(models, device="host")           # lut.py
+    predict_latency_ms(model_or_tflite, profile).total_ms    # predict.py
+
+`kernels`, `profile` and `predict` never import TensorFlow (a Keras model given
+to them is converted on demand), so tools can load profiles and predict from
+.tflite files with only ai-edge-litert and numpy.
 """
 
 from tfcompress.hardware.kernels import KernelKey, kernels_of

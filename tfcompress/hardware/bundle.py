@@ -4,26 +4,27 @@
     # device: python3 bundle/edge_profile.py bundle/            # writes bundle/result.json
     profile = read_edge_result("bundle/result.json")            # desktop: a DeviceProfile
 
-The device side is `edge_profile.py`, copied into the bundle byte for byte;
-it needs only python3, numpy and ai-edge-litert (or tflite-runtime).
+The device side is `tfcompress/edge/edge_profile.py`, copied into the bundle byte for
+byte; it needs only python3, numpy and ai-edge-litert (or tflite-runtime). The
+bundle is written by `measure.write_bundle`, the same writer the host profiler
+uses before it runs that script's loop in process.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from tfcompress.edge.edge_profile import BUNDLE_SCHEMA, RESULT_SCHEMA
 from tfcompress.errors import OutputError, TfcompressError
-from tfcompress.hardware import edge_profile
-from tfcompress.hardware.edge_profile import BUNDLE_SCHEMA, RESULT_SCHEMA
-from tfcompress.hardware.kernels import KernelKey
+from tfcompress.hardware.importers import import_measurements, to_profile
+from tfcompress.hardware.kernels import KernelKey, to_tflite
+from tfcompress.hardware.measure import kernel_tflites, overhead_model_bytes, select_kernels, source_name, write_bundle
 from tfcompress.hardware.profile import DeviceProfile
 
 __all__ = ["BundleInfo", "export_bundle", "read_edge_result", "BUNDLE_SCHEMA", "RESULT_SCHEMA"]
@@ -80,19 +81,11 @@ def export_bundle(
         OutputError: `out_dir` exists and is not an empty folder, or cannot be written.
         TfcompressError: the sources have no kernel that can be timed.
     """
-    from tfcompress import __version__
-    from tfcompress.hardware import lut
-
-    import hashlib
-
-    from tfcompress.hardware.kernels import kernels_of
-
     out = Path(out_dir).expanduser()
     _check_empty(out)
-    sources = [s if isinstance(s, KernelKey) else (lut.source_name(s, i), lut.to_tflite(s))
-               for i, s in enumerate(sources)]
+    sources = [s if isinstance(s, KernelKey) else (source_name(s, i), to_tflite(s)) for i, s in enumerate(sources)]
     whole = [s for s in sources if not isinstance(s, KernelKey)]
-    selection = lut.select_kernels([s if isinstance(s, KernelKey) else s[1] for s in sources])
+    selection = select_kernels([s if isinstance(s, KernelKey) else s[1] for s in sources])
     skipped = [(k.describe(), why) for k, why in selection.skipped]
     if not selection.keys:
         raise TfcompressError("the models have no kernel that can be timed (none is an int8 op a one-op model "
@@ -104,39 +97,9 @@ def export_bundle(
         raise OutputError(f"cannot create the bundle folder {out}: {exc.strerror or exc}",
                           "choose a writable location") from None
     try:
-        models = tmp / "models"
-        models.mkdir()
-        kernels = []
-        for n, key in enumerate(selection.keys, 1):
-            try:
-                content = lut.convert_int8(lut.kernel_model(key))
-            except Exception as exc:  # noqa: BLE001 - a key the converter cannot reproduce is left out
-                skipped.append((key.describe(), f"one-op model failed: {' '.join(str(exc).split())[:200]}"))
-            else:
-                digest = key.digest()
-                (models / f"{digest}.tflite").write_bytes(content)
-                kernels.append({"digest": digest, "file": f"models/{digest}.tflite", "key": key.to_json()})
-            if on_progress is not None:
-                on_progress(n, len(selection.keys), key)
-        (models / "overhead.tflite").write_bytes(lut.overhead_model_bytes())
-        whole_models = []
-        for name, content in whole:
-            sha = hashlib.sha256(content).hexdigest()
-            (models / f"model-{sha[:16]}.tflite").write_bytes(content)
-            whole_models.append({"name": name, "sha256": sha, "file": f"models/model-{sha[:16]}.tflite",
-                                 "kernels": [u.key.to_json() for u in kernels_of(content)]})
-        bundle = {
-            "schema": BUNDLE_SCHEMA,
-            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "created_by": f"tfcompress {__version__}",
-            "command": command,
-            "threads": threads,
-            "overhead_model": "models/overhead.tflite",
-            "kernels": kernels,
-            "models": whole_models,
-        }
-        (tmp / "bundle.json").write_text(json.dumps(bundle, indent=1) + "\n")
-        shutil.copyfile(edge_profile.__file__, tmp / "edge_profile.py")
+        kernels, failed = kernel_tflites(selection.keys, on_progress)
+        skipped += [(k.describe(), why) for k, why in failed]
+        write_bundle(tmp, kernels, whole, overhead=overhead_model_bytes(), threads=threads, command=command)
         (tmp / "README.txt").write_text(_README.format(n=len(kernels), name=out.name))
         mask = os.umask(0)
         os.umask(mask)
@@ -149,7 +112,7 @@ def export_bundle(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return BundleInfo(out, len(kernels), tuple(skipped), len(whole_models))
+    return BundleInfo(out, len(kernels), tuple(skipped), len(whole))
 
 
 def _check_empty(out: Path) -> None:
@@ -171,6 +134,4 @@ def read_edge_result(path: str | os.PathLike[str], *, device: str | None = None)
     Raises:
         TfcompressError: missing, unreadable, foreign or malformed JSON (naming the file and field).
     """
-    from tfcompress.hardware.importers import import_measurements, to_profile
-
     return to_profile(import_measurements(path, format="edge_result", device=device))

@@ -8,22 +8,25 @@ of a small model's latency.
 
 No TensorFlow here: options are read with the flatbuffer schema that
 `tfcompress.export.tflite_file` loads (ai-edge-litert's copy when installed).
+Only `to_tflite` of a Keras model converts it (TensorFlow loads then).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Sequence
+from pathlib import Path
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from tfcompress.export import tflite_file
 from tfcompress.export.tflite_file import PathOrBytes, TfliteModel, read_tflite, read_tflite_bytes
 
-__all__ = ["KernelKey", "KernelUse", "kernels_of", "CONV_OPS"]
+__all__ = ["KernelKey", "KernelUse", "kernels_of", "to_tflite", "CONV_OPS"]
 
-_schema = tflite_file._schema
+_schema = tflite_file.schema
 
 CONV_OPS: frozenset[str] = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D"})
 _WEIGHTED_OPS: frozenset[str] = CONV_OPS | {"FULLY_CONNECTED"}
@@ -225,3 +228,22 @@ def _options(raw_op: Any) -> dict[str, int]:
         if hasattr(opts, getter):
             out[name] = int(getattr(opts, getter)())
     return out
+
+
+def to_tflite(source: Any) -> bytes:
+    """.tflite bytes of bytes, a path to a .tflite, or a Keras model / model file (converted to int8)."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return bytes(source)
+    if isinstance(source, (str, os.PathLike)) and str(source).endswith(".tflite"):
+        return Path(source).read_bytes()
+    from tfcompress.export.converter import convert_int8_random
+    from tfcompress.keras_compat import keras3, tf_keras
+
+    model = source
+    if isinstance(source, (str, os.PathLike)):
+        from tfcompress.loading import load_model
+
+        model = load_model(source)
+    if isinstance(model, (keras3.Model, tf_keras.Model)):
+        return convert_int8_random(model)
+    raise TypeError(f"expected a Keras model, .tflite bytes or path, got {type(source).__name__}")

@@ -9,7 +9,8 @@ Three parts, each measured, none hand-tuned:
    overhead subtracted) is used as is.
 2. **Regression** for keys not in the LUT: a per-op-type non-negative
    least-squares fit on cost features (MACs, activation elements, weight
-   elements; `_features`). Non-negative coefficients make the prediction
+   elements), each op type's features and groups from its entry of
+   `ops.OP_SPECS`. Non-negative coefficients make the prediction
    monotone: more MACs or bytes never predict less time.
 3. **Calibration**: one-op timings run with inputs hot in cache and nothing
    before or after; in a model, ops run back to back and pass activations
@@ -32,53 +33,16 @@ from typing import Any
 
 import numpy as np
 
-from tfcompress.hardware.kernels import CONV_OPS, KernelKey, KernelUse, kernels_of
+from tfcompress.hardware.kernels import KernelKey, KernelUse, kernels_of, to_tflite
+from tfcompress.hardware.ops import spec_of
 from tfcompress.hardware.profile import Calibration, DeviceProfile, LutEntry, Observation, resolve_profile
 
 __all__ = ["PredictionRow", "Prediction", "LatencyModel", "fit_calibration", "calibrated", "predict_latency_ms"]
 
 
-def _group(key: KernelKey) -> str:
-    if key.op in CONV_OPS:
-        return f"{key.op}/k{key.kernel[0]}"
-    return key.op
-
-
-CHANNEL_TILE = 16
-"""int8 lanes of a 128-bit vector: XNNPACK's int8 channel-wise kernels process channels in tiles of 16, so an op
-on 8 channels costs about what it costs on 16. Rounding channels up to it for channel-wise work (depthwise,
-convolution input channels, per-channel broadcast MUL) halved the regression's error on unseen depthwise kernels
-and 1x1 convolutions (docs/latency.md); plain element-wise ops (ADD, activations) run on the flat tensor."""
-
-
-def _up(n: int, tile: int) -> int:
-    return -(-n // tile) * tile
-
-
-def _elements(shape: tuple[int, ...], tile: int = 1) -> int:
-    """Elements of `shape` with its last (channel) dimension rounded up to `tile`."""
-    if not shape:
-        return 0
-    n = 1
-    for d in shape[:-1]:
-        n *= max(d, 1)
-    return n * _up(max(shape[-1], 1), tile)
-
-
 def _features(key: KernelKey) -> np.ndarray:
-    """Cost features: [1, MACs, activation elements in+out, weight elements] (in millions), channel-tiled."""
-    broadcast_mul = key.op == "MUL" and bool(key.extra) and _elements(key.extra) != _elements(key.in_shape)
-    tile = CHANNEL_TILE if key.op == "DEPTHWISE_CONV_2D" or broadcast_mul else 1
-    activations = _elements(key.in_shape, tile) + _elements(key.extra, tile) + _elements(key.out_shape, tile)
-    kh, kw = key.kernel
-    positions = _elements(key.out_shape[:-1]) if key.out_shape else 0
-    if key.op == "CONV_2D":
-        macs = positions * kh * kw * _up(key.cin, CHANNEL_TILE) * _up(key.cout, 4)
-    elif key.op == "DEPTHWISE_CONV_2D":
-        macs = positions * kh * kw * _up(key.cout, CHANNEL_TILE)
-    else:
-        macs = key.macs
-    return np.array([1.0, macs / 1e6, activations / 1e6, key.weight_elements / 1e6])
+    """The regression's cost features of `key`, as its op's entry of `OP_SPECS` defines them."""
+    return spec_of(key).features(key)
 
 
 def _nnls(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -148,8 +112,9 @@ class LatencyModel:
         by_group: dict[str, list[LutEntry]] = defaultdict(list)
         by_op: dict[str, list[LutEntry]] = defaultdict(list)
         for e in profile.entries:
-            by_group[_group(e.key)].append(e)
-            by_op[e.key.op].append(e)
+            groups = spec_of(e.key).groups(e.key)[:-1]  # "all" is fitted on every entry below
+            by_group[groups[0]].append(e)
+            by_op[groups[-1]].append(e)
         self.fits: dict[str, np.ndarray] = {}
         for name, rows in list(by_group.items()) + list(by_op.items()):
             if len(rows) >= 3 and name not in self.fits:
@@ -165,11 +130,12 @@ class LatencyModel:
         """(ms, source) of one kernel: the LUT value, else the most specific regression."""
         if key in self.table:
             return self.table[key], "lut"
-        if not key.in_shape:  # only constant inputs (e.g. DENSIFY of sparse weights): done once, at prepare
+        spec = spec_of(key)
+        if spec.at_prepare:  # only constant inputs (e.g. DENSIFY of sparse weights): done once, at prepare
             return 0.0, "const"
-        for name in (_group(key), key.op, "all"):
+        for name in spec.groups(key):
             if name in self.fits:
-                return float(_features(key) @ self.fits[name]), f"fit:{name}"
+                return float(spec.features(key) @ self.fits[name]), f"fit:{name}"
         return 0.0, "none"
 
     def kernel_sum(self, keys: Sequence[KernelKey]) -> float:
@@ -222,8 +188,6 @@ def predict_latency_ms(model_or_tflite: Any, profile: DeviceProfile | LatencyMod
         profile: a `DeviceProfile`, a fitted `LatencyModel`, a shipped profile
             name ("host") or a profile JSON path.
     """
-    from tfcompress.hardware.lut import to_tflite
-
     if isinstance(profile, LatencyModel):
         lm = profile
     else:

@@ -1,7 +1,7 @@
 """Device profiles: a latency lookup table (LUT) plus how and where it was measured.
 
 A profile is plain JSON (schema in docs/latency.md) so it can be measured on a
-device and read anywhere. No TensorFlow here.
+device and read anywhere; `ProfileDoc` validates it on reading. No TensorFlow here.
 """
 
 from __future__ import annotations
@@ -10,13 +10,16 @@ import json
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import Field
 
 from tfcompress.errors import TfcompressError
 from tfcompress.hardware.kernels import KernelKey
+from tfcompress.hardware.schema import Closed, Int, KeyDoc, Ms, Number, Str, parse
 
-__all__ = ["SCHEMA", "Provenance", "LutEntry", "Observation", "Calibration", "DeviceProfile", "load_profile", "save_profile", "write_json_atomic",
-           "SHIPPED_DIR", "DEFAULT_DEVICE", "shipped_profiles", "resolve_profile"]
+__all__ = ["SCHEMA", "Provenance", "LutEntry", "Observation", "Calibration", "DeviceProfile", "ProfileDoc", "load_profile",
+           "save_profile", "write_json_atomic", "SHIPPED_DIR", "DEFAULT_DEVICE", "shipped_profiles", "resolve_profile"]
 
 SCHEMA = "tfcompress.device_profile/1"
 
@@ -132,35 +135,80 @@ class DeviceProfile:
 
     @classmethod
     def from_json(cls, d: dict[str, Any], label: str = "profile") -> DeviceProfile:
-        if d.get("schema") != SCHEMA:
+        """A profile from its JSON (`to_json`), validated by `ProfileDoc`.
+
+        Raises:
+            TfcompressError: another schema, or a bad field (naming `label` and the key path).
+        """
+        schema = d.get("schema") if isinstance(d, dict) else None
+        if schema != SCHEMA:
             raise TfcompressError(
-                f"{label} is not a tfcompress device profile (schema {d.get('schema')!r}, expected {SCHEMA!r})",
+                f"{label} is not a tfcompress device profile (schema {schema!r}, expected {SCHEMA!r})",
                 "build one with `tfcompress profile`",
             )
-        try:
-            return cls(
-                device=str(d["device"]),
-                runtime=str(d["runtime"]),
-                delegate=str(d.get("delegate", "XNNPACK")),
-                threads=int(d.get("threads", 1)),
-                dtype=str(d.get("dtype", "int8")),
-                overhead_ms=float(d.get("overhead_ms", 0.0)),
-                provenance=Provenance(**d.get("provenance", {})),
-                entries=tuple(
-                    LutEntry(KernelKey.from_json(e["key"]), float(e["ms"]), int(e.get("runs", 0)),
-                             float(e.get("spread_ms", 0.0)))
-                    for e in d.get("entries", [])
-                ),
-                calibration=Calibration(**d.get("calibration", {})),
-                observations=tuple(
-                    Observation(str(o["name"]), float(o["measured_ms"]),
-                                tuple(KernelKey.from_json(k) for k in o["kernels"]))
-                    for o in d.get("observations", [])
-                ),
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise TfcompressError(f"{label} is malformed: {type(exc).__name__}: {exc}",
-                                  "rebuild it with `tfcompress profile`") from exc
+        return parse(ProfileDoc, d, where=label, hint="rebuild it with `tfcompress profile`").profile()
+
+
+# ------------------------------------------------------------------ the JSON document
+
+
+class _ProvenanceDoc(Closed):
+    command: Str = ""
+    measured_at: Str = ""
+    host: Str = ""
+    method: Str = ""
+    load_average: Number | None = None
+
+
+class _EntryDoc(Closed):
+    key: KeyDoc
+    ms: Ms
+    runs: Int = 0
+    spread_ms: Ms = 0.0
+
+
+class _CalibrationDoc(Closed):
+    scale: Number = 1.0
+    per_op_ms: Number = 0.0
+    fitted_on: Int = 0
+    median_abs_error: Number | None = None
+
+
+class _ObservationDoc(Closed):
+    name: Str
+    measured_ms: Ms
+    kernels: tuple[KeyDoc, ...]
+
+
+class ProfileDoc(Closed):
+    """`tfcompress.device_profile/1` as written by `save_profile` (docs/latency.md)."""
+
+    schema_: Literal["tfcompress.device_profile/1"] = Field(alias="schema")
+    device: Str
+    runtime: Str
+    delegate: Str = "XNNPACK"
+    threads: Int = Field(1, ge=1)
+    dtype: Str = "int8"
+    overhead_ms: Ms = 0.0
+    provenance: _ProvenanceDoc = _ProvenanceDoc()
+    entries: tuple[_EntryDoc, ...] = ()
+    calibration: _CalibrationDoc = _CalibrationDoc()
+    observations: tuple[_ObservationDoc, ...] = ()
+
+    def profile(self) -> DeviceProfile:
+        return DeviceProfile(
+            device=self.device,
+            runtime=self.runtime,
+            delegate=self.delegate,
+            threads=self.threads,
+            dtype=self.dtype,
+            overhead_ms=self.overhead_ms,
+            provenance=Provenance(**self.provenance.model_dump()),
+            entries=tuple(LutEntry(e.key.key(), e.ms, e.runs, e.spread_ms) for e in self.entries),
+            calibration=Calibration(**self.calibration.model_dump()),
+            observations=tuple(Observation(o.name, o.measured_ms, tuple(k.key() for k in o.kernels))
+                               for o in self.observations),
+        )
 
 
 def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> Path:

@@ -14,7 +14,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from tfcompress.hardware.lut import convert_int8, time_tflite
+from tfcompress.export.converter import convert_int8_random as convert_int8
+from tfcompress.hardware.measure import time_tflite
 from tfcompress.hardware.predict import LatencyModel, predict_latency_ms
 from tfcompress.hardware.profile import DeviceProfile
 

@@ -26,8 +26,8 @@ _EXPORTS: dict[str, str] = {
     "ChannelAnalysis": "tfcompress.surgery.channels",
     "ChannelGroup": "tfcompress.surgery.channels",
     "analyze_channels": "tfcompress.surgery.channels",
-    "channel_statistics": "tfcompress.surgery.channels",
-    "remove_channels": "tfcompress.surgery.channels",
+    "channel_statistics": "tfcompress.surgery.channel_removal",
+    "remove_channels": "tfcompress.surgery.channel_removal",
     "FlopTable": "tfcompress.surgery.flops",
     "count_flops": "tfcompress.surgery.flops",
 }

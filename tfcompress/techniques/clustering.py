@@ -8,11 +8,13 @@ kernels, BatchNormalization), are skipped, not fatal.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 from tfcompress.errors import TfcompressError
 from tfcompress.techniques import load_tfmot
+from tfcompress.techniques.base import Capability, StageContext, Technique
 from tfcompress.types import LayerRule
 
 _INITS: dict[str, str] = {
@@ -23,29 +25,19 @@ _INITS: dict[str, str] = {
 }
 
 
-@dataclass(frozen=True)
-class Params:
-    """Recipe `params:` of a cluster stage.
+class Params(BaseModel):
+    """Recipe `params:` of a cluster stage (field descriptions are the docs and the JSON Schema)."""
 
-    Attributes:
-        clusters: unique values per weight tensor (per channel with `per_channel`).
-        init: centroid initialisation.
-        preserve_sparsity: keep zeros from an earlier prune stage at zero (PCQAT's first half).
-        per_channel: cluster each output channel of Conv2D separately.
-        min_weights: leave tensors with fewer weights than this alone.
-    """
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
-    clusters: int = 16
-    init: Literal["kmeans++", "linear", "density", "random"] = "kmeans++"
-    preserve_sparsity: bool = False
-    per_channel: bool = False
-    min_weights: int = 256
-
-    def __post_init__(self) -> None:
-        if self.clusters < 2:
-            raise ValueError(f"clusters must be >= 2, got {self.clusters}")
-        if self.min_weights < 0:
-            raise ValueError(f"min_weights must be >= 0, got {self.min_weights}")
+    clusters: StrictInt = Field(
+        16, ge=2, le=65536, description="unique values per weight tensor (per channel with `per_channel`)")
+    init: Literal["kmeans++", "linear", "density", "random"] = Field("kmeans++", description="centroid initialisation")
+    preserve_sparsity: StrictBool = Field(
+        False, description="keep zeros from an earlier prune stage at zero (PCQAT's first half)")
+    per_channel: StrictBool = Field(False, description="cluster each output channel of Conv2D separately")
+    min_weights: StrictInt = Field(
+        256, ge=0, le=10**9, description="leave tensors with fewer weights than this alone")
 
 
 def clusterable_weights(layer: Any) -> list[Any]:
@@ -65,7 +57,7 @@ def is_clusterable(layer: Any, min_weights: int = 0) -> bool:
     return bool(weights) and max(int(w.shape.num_elements()) for w in weights) >= max(min_weights, 1)
 
 
-def apply(model: Any, params: Params, rules: tuple[LayerRule, ...] = ()) -> Any:
+def apply(model: Any, params: Params, rules: tuple[LayerRule, ...] = (), ctx: StageContext = StageContext()) -> Any:
     """Wrap the clusterable layers chosen by `rules` in TF-MOT clustering wrappers.
 
     Raises:
@@ -110,6 +102,12 @@ def strip(model: Any) -> Any:
     return load_tfmot().clustering.keras.strip_clustering(model)
 
 
-def callbacks(params: Params, log_dir: str | None = None) -> list[Any]:
-    """Clustering needs no callback (TF-MOT updates centroids in the wrapper)."""
-    return []
+# No callbacks: TF-MOT updates the centroids inside the wrapper.
+TECHNIQUE = Technique(
+    name="cluster",
+    summary="weight clustering / sharing (TF-MOT)",
+    params_type=Params,
+    apply=apply,
+    strip=strip,
+    capabilities=frozenset({Capability.WRAPS_LAYERS}),
+)

@@ -16,42 +16,29 @@ layers, and plain fine-tuning afterwards would undo their sparsity or clusters.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat
+
 from tfcompress.errors import TfcompressError
+from tfcompress.training import outputs_are_probabilities
+from tfcompress.techniques.base import Capability, StageContext, Technique
 from tfcompress.types import LayerRule
 
-__all__ = ["Params", "apply", "callbacks", "strip", "distiller", "outputs_are_probabilities"]
+__all__ = ["TECHNIQUE", "Params", "apply", "strip", "distiller"]
 
 TFMOT_WRAPPERS = ("PruneLowMagnitude", "ClusterWeights", "QuantizeWrapper", "QuantizeWrapperV2", "QuantizeLayer")
 
 
-@dataclass(frozen=True)
-class Params:
-    """Parameters of a `distill` stage.
+class Params(BaseModel):
+    """Parameters of a `distill` stage (field descriptions are the docs and the JSON Schema)."""
 
-    Attributes:
-        temperature: softening of both models' outputs (higher = softer; 2-8 is usual).
-        alpha: weight of the hard-label loss; 1 - alpha goes to matching the teacher.
-    """
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
-    temperature: float = 4.0
-    alpha: float = 0.1
-
-    def __post_init__(self) -> None:
-        if self.temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {self.temperature}")
-        if not 0.0 <= self.alpha <= 1.0:
-            raise ValueError(f"alpha must be in [0, 1], got {self.alpha}")
-
-
-def outputs_are_probabilities(model: Any) -> bool:
-    """Whether `model` ends in a softmax (else its outputs are logits)."""
-    last = model.layers[-1]
-    inner = getattr(last, "layer", last)
-    activation = getattr(getattr(inner, "activation", None), "__name__", "")
-    return activation == "softmax" or type(inner).__name__ == "Softmax"
+    temperature: StrictFloat = Field(
+        4.0, gt=0.0, le=1000.0, description="softening of both models' outputs (higher = softer; 2-8 is usual)")
+    alpha: StrictFloat = Field(
+        0.1, ge=0.0, le=1.0, description="weight of the hard-label loss; 1 - alpha goes to matching the teacher")
 
 
 def distiller(student: Any, teacher: Any, params: Params | None = None) -> Any:
@@ -117,8 +104,9 @@ def distiller(student: Any, teacher: Any, params: Params | None = None) -> Any:
     return Distiller()
 
 
-def apply(model: Any, params: Params, rules: tuple[LayerRule, ...] = (), *, teacher: Any = None) -> Any:
-    """Recipe stage: wrap `model` (the student) with `teacher` for fine-tuning."""
+def apply(model: Any, params: Params, rules: tuple[LayerRule, ...] = (), ctx: StageContext = StageContext()) -> Any:
+    """Recipe stage: wrap `model` (the student) with `ctx.teacher` for fine-tuning."""
+    teacher = ctx.teacher
     if teacher is None:
         raise TfcompressError(
             "distill needs a teacher model",
@@ -136,6 +124,12 @@ def strip(model: Any) -> Any:
     return getattr(model, "student", model)
 
 
-def callbacks(params: Params) -> list[Any]:
-    """No training-time callbacks needed."""
-    return []
+TECHNIQUE = Technique(
+    name="distill",
+    summary="fine-tune on the original model's soft outputs",
+    params_type=Params,
+    apply=apply,
+    strip=strip,
+    unwrap=strip,
+    capabilities=frozenset({Capability.NEEDS_TEACHER, Capability.TRAINING_WRAPPER}),
+)

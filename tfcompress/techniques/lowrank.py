@@ -25,60 +25,42 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt
 
 from tfcompress.types import LayerRule
+from tfcompress.techniques.base import Capability, StageContext, Technique
 
 __all__ = [
+    "TECHNIQUE",
     "LayerFactorization",
     "LowRankPlan",
     "Params",
     "apply",
-    "callbacks",
     "factorize",
     "plan_factorization",
-    "strip",
 ]
 
 
-@dataclass(frozen=True)
-class Params:
-    """Parameters of a `low_rank` stage.
+class Params(BaseModel):
+    """Parameters of a `low_rank` stage (field descriptions are the docs and the JSON Schema)."""
 
-    Attributes:
-        conv_method: for k x k Conv2D: "spatial", "tucker" or "auto" (the cheaper one).
-        rank: explicit rank (Tucker: both ranks); wins over `reduction` and `energy`.
-        reduction: fraction of the whole model's cost (`objective`) to remove, 0..1.
-        energy: fraction of each kernel's squared singular values to keep (when no rank / reduction).
-        objective: what "cost" means: "params" or "flops".
-        rank_multiple: round ranks up to a multiple of this (8 suits XNNPACK).
-        min_params: layers with fewer kernel weights are left alone.
-        only_if_smaller: skip layers whose factorized form is not cheaper.
-        tucker_iters: HOOI refinement iterations after HOSVD.
-    """
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
-    conv_method: Literal["auto", "spatial", "tucker"] = "auto"
-    rank: int | None = None
-    reduction: float | None = None
-    energy: float = 0.9
-    objective: Literal["params", "flops"] = "params"
-    rank_multiple: int = 1
-    min_params: int = 1024
-    only_if_smaller: bool = True
-    tucker_iters: int = 2
-
-    def __post_init__(self) -> None:
-        if self.conv_method not in ("auto", "spatial", "tucker"):
-            raise ValueError(f"conv_method must be auto, spatial or tucker, got {self.conv_method!r}")
-        if self.rank is not None and self.rank < 1:
-            raise ValueError(f"rank must be at least 1, got {self.rank}")
-        if self.reduction is not None and not 0.0 < self.reduction < 1.0:
-            raise ValueError(f"reduction must be in (0, 1), got {self.reduction}")
-        if not 0.0 < self.energy <= 1.0:
-            raise ValueError(f"energy must be in (0, 1], got {self.energy}")
-        if self.objective not in ("params", "flops"):
-            raise ValueError(f"objective must be 'params' or 'flops', got {self.objective!r}")
-        if self.rank_multiple < 1 or self.min_params < 0 or self.tucker_iters < 0:
-            raise ValueError("rank_multiple must be >= 1, min_params and tucker_iters >= 0")
+    conv_method: Literal["auto", "spatial", "tucker"] = Field(
+        "auto", description='for k x k Conv2D: "spatial", "tucker" or "auto" (the cheaper one)')
+    rank: StrictInt | None = Field(
+        None, ge=1, le=10**6, description="explicit rank (Tucker: both ranks); wins over `reduction` and `energy`")
+    reduction: StrictFloat | None = Field(
+        None, gt=0.0, lt=1.0, description="fraction of the whole model's cost (`objective`) to remove")
+    energy: StrictFloat = Field(
+        0.9, gt=0.0, le=1.0,
+        description="fraction of each kernel's squared singular values to keep (when no rank / reduction)")
+    objective: Literal["params", "flops"] = Field("params", description='what "cost" means: "params" or "flops"')
+    rank_multiple: StrictInt = Field(
+        1, ge=1, le=4096, description="round ranks up to a multiple of this (8 suits XNNPACK)")
+    min_params: StrictInt = Field(1024, ge=0, le=10**12, description="layers with fewer kernel weights are left alone")
+    only_if_smaller: StrictBool = Field(True, description="skip layers whose factorized form is not cheaper")
+    tucker_iters: StrictInt = Field(2, ge=0, le=1000, description="HOOI refinement iterations after HOSVD")
 
 
 @dataclass(frozen=True)
@@ -353,7 +335,7 @@ def plan_factorization(
     from tfcompress.surgery.flops import count_flops
     from tfcompress.surgery.graph import as_tf_keras
 
-    p = replace(params or Params(), **overrides)
+    p = Params.model_validate({**(params or Params()).model_dump(), **overrides})
     model = as_tf_keras(model)
     cands, notes, graph = _candidates(model, p, rules)
     idx = 0 if p.objective == "params" else 1
@@ -426,7 +408,7 @@ def factorize(
     from tfcompress.surgery.graph import Replacement, as_tf_keras, clone_layer, rebuild
 
     model = as_tf_keras(model)
-    p = replace(params or Params(), **overrides)
+    p = Params.model_validate({**(params or Params()).model_dump(), **overrides})
     plan = plan or plan_factorization(model, p, rules)
     chosen = {d.name: d for d in plan.factorized}
     iters = p.tucker_iters
@@ -472,16 +454,16 @@ def factorize(
 # --------------------------------------------------------------------- registry contract
 
 
-def apply(model: Any, params: Params, rules: tuple[LayerRule, ...] = (), *, data: Any = None) -> Any:
+def apply(model: Any, params: Params, rules: tuple[LayerRule, ...] = (), ctx: StageContext = StageContext()) -> Any:
     """Recipe stage: factorize (data is not needed)."""
     return factorize(model, params=params, rules=rules)
 
 
-def strip(model: Any) -> Any:
-    """Nothing to strip: the factorized model is an ordinary model."""
-    return model
-
-
-def callbacks(params: Params) -> list[Any]:
-    """No training-time callbacks needed."""
-    return []
+# Nothing to strip (the factorized model is an ordinary model), no callbacks.
+TECHNIQUE = Technique(
+    name="low_rank",
+    summary="SVD / Tucker-2 factorization (graph surgery)",
+    params_type=Params,
+    apply=apply,
+    capabilities=frozenset({Capability.CHANGES_STRUCTURE}),
+)

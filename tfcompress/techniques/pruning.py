@@ -3,77 +3,66 @@
 Unstructured, block and m-by-n (2:4) sparsity; constant or polynomial-decay
 schedules; per-layer targets through recipe rules; TF-MOT's XNNPACK latency
 policy where the model fits it. Zeros alone do not shrink a .tflite: the
-`convert` stage's sparse export (see `tfcompress.techniques.export`) does.
+recipe's sparse export (`export: {sparse: true}`, `tfcompress.types.ExportSettings`) does.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, model_validator
 
 from tfcompress.errors import TfcompressError
 from tfcompress.techniques import load_tfmot
+from tfcompress.techniques.base import Capability, StageContext, Technique
 from tfcompress.types import LayerRule
 
 
-@dataclass(frozen=True)
-class Params:
-    """Recipe `params:` of a prune stage.
+class Params(BaseModel):
+    """Recipe `params:` of a prune stage (field descriptions are the docs and the JSON Schema).
 
-    Attributes:
-        schedule: "polynomial" (sparsity ramps from initial to final) or "constant".
-        initial_sparsity: polynomial start sparsity.
-        final_sparsity: target fraction of zero weights per pruned layer.
-        begin_step: training step at which pruning starts.
-        end_step: step at which the target is reached; None = end of the stage's training.
-        frequency: prune every this many steps.
-        power: exponent of the polynomial schedule.
-        block_size: (rows, cols) pruned together (block sparsity), (1, 1) = unstructured.
-            TF-MOT supports blocks on 2-D kernels (Dense) only; with a block size other
-            layers are left unpruned.
-        block_pooling: how a block's magnitude is pooled.
-        m_by_n: (m, n) structured sparsity, e.g. (2, 4): 2 zeros in every 4 weights; overrides final_sparsity.
-        policy: "xnnpack" prunes only what XNNPACK's sparse kernels accelerate (TF-MOT
-            PruneForLatencyOnXNNPack); the model must fit it.
+    TF-MOT supports `block_size` on 2-D kernels (Dense) only; with a block size other layers are
+    left unpruned.
     """
 
-    schedule: Literal["polynomial", "constant"] = "polynomial"
-    initial_sparsity: float = 0.0
-    final_sparsity: float = 0.5
-    begin_step: int = 0
-    end_step: int | None = None
-    frequency: int = 100
-    power: float = 3.0
-    block_size: tuple[int, int] = (1, 1)
-    block_pooling: Literal["AVG", "MAX"] = "AVG"
-    m_by_n: tuple[int, int] | None = None
-    policy: Literal["none", "xnnpack"] = "none"
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
-    def __post_init__(self) -> None:
-        for name in ("initial_sparsity", "final_sparsity"):
-            value = getattr(self, name)
-            if not 0.0 <= value < 1.0:
-                raise ValueError(f"{name} must be in [0, 1), got {value}")
+    schedule: Literal["polynomial", "constant"] = Field(
+        "polynomial", description='"polynomial" (sparsity ramps from initial to final) or "constant"')
+    initial_sparsity: StrictFloat = Field(0.0, ge=0.0, lt=1.0, description="polynomial start sparsity")
+    final_sparsity: StrictFloat = Field(
+        0.5, ge=0.0, lt=1.0, description="target fraction of zero weights per pruned layer")
+    begin_step: StrictInt = Field(0, ge=0, le=10**9, description="training step at which pruning starts")
+    end_step: StrictInt | None = Field(
+        None, ge=1, le=10**9, description="step at which the target is reached; null = end of the stage's training")
+    frequency: StrictInt = Field(100, ge=1, le=10**9, description="prune every this many steps")
+    power: StrictFloat = Field(3.0, gt=0.0, le=100.0, description="exponent of the polynomial schedule")
+    block_size: tuple[Annotated[StrictInt, Field(ge=1, le=1024)], Annotated[StrictInt, Field(ge=1, le=1024)]] = Field(
+        (1, 1), description="(rows, cols) pruned together (block sparsity); [1, 1] = unstructured")
+    block_pooling: Literal["AVG", "MAX"] = Field("AVG", description="how a block's magnitude is pooled")
+    m_by_n: tuple[StrictInt, StrictInt] | None = Field(
+        None, description="(m, n) structured sparsity, e.g. [2, 4]: 2 zeros in every 4 weights; overrides final_sparsity")
+    policy: Literal["none", "xnnpack"] = Field(
+        "none", description='"xnnpack" prunes only what XNNPACK\'s sparse kernels accelerate (TF-MOT '
+        "PruneForLatencyOnXNNPack); the model must fit it")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Params:
         if self.schedule == "polynomial" and self.initial_sparsity > self.final_sparsity:
             raise ValueError(
                 f"initial_sparsity {self.initial_sparsity} is above final_sparsity {self.final_sparsity}"
             )
-        if self.begin_step < 0:
-            raise ValueError(f"begin_step must be >= 0, got {self.begin_step}")
         if self.end_step is not None and self.end_step <= self.begin_step:
             raise ValueError(
                 f"the schedule ends (end_step {self.end_step}) before it begins (begin_step {self.begin_step})"
             )
-        if self.frequency < 1:
-            raise ValueError(f"frequency must be >= 1, got {self.frequency}")
-        if any(b < 1 for b in self.block_size):
-            raise ValueError(f"block_size entries must be >= 1, got {self.block_size}")
         if self.m_by_n is not None:
             m, n = self.m_by_n
             if not 0 < m < n:
                 raise ValueError(f"m_by_n must be (m, n) with 0 < m < n, e.g. (2, 4); got {self.m_by_n}")
             if self.block_size != (1, 1):
                 raise ValueError("m_by_n and block_size cannot be combined")
+        return self
 
 
 def resolve(params: Params, total_steps: int) -> Params:
@@ -81,7 +70,7 @@ def resolve(params: Params, total_steps: int) -> Params:
     if params.end_step is None:
         end = max(total_steps, params.begin_step + 1)
         freq = min(params.frequency, max(1, (end - params.begin_step) // 4))
-        return replace(params, end_step=end, frequency=freq)
+        return params.model_copy(update={"end_step": end, "frequency": freq})
     return params
 
 
@@ -117,7 +106,7 @@ def _wrapper_kwargs(params: Params) -> dict[str, Any]:
     }
 
 
-def apply(model: Any, params: Params, rules: tuple[LayerRule, ...] = ()) -> Any:
+def apply(model: Any, params: Params, rules: tuple[LayerRule, ...] = (), ctx: StageContext = StageContext()) -> Any:
     """Wrap the prunable layers chosen by `rules` in TF-MOT pruning wrappers.
 
     Raises:
@@ -175,10 +164,22 @@ def strip(model: Any) -> Any:
     return load_tfmot().sparsity.keras.strip_pruning(model)
 
 
-def callbacks(params: Params, log_dir: str | None = None) -> list[Any]:
+def callbacks(params: Params, ctx: StageContext = StageContext()) -> list[Any]:
     """UpdatePruningStep (required) and, with a log dir, TF-MOT's sparsity summaries."""
     sparsity = load_tfmot().sparsity.keras
     cbs = [sparsity.UpdatePruningStep()]
-    if log_dir:
-        cbs.append(sparsity.PruningSummaries(log_dir=log_dir))
+    if ctx.log_dir:
+        cbs.append(sparsity.PruningSummaries(log_dir=ctx.log_dir))
     return cbs
+
+
+TECHNIQUE = Technique(
+    name="prune",
+    summary="magnitude pruning with a schedule (TF-MOT)",
+    params_type=Params,
+    apply=apply,
+    strip=strip,
+    callbacks=callbacks,
+    resolve=lambda params, ctx: resolve(params, ctx.total_steps),
+    capabilities=frozenset({Capability.WRAPS_LAYERS}),
+)

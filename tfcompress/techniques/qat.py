@@ -19,32 +19,26 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt
 
 from tfcompress.techniques import load_tfmot
+from tfcompress.techniques.base import Capability, StageContext, Technique
 from tfcompress.types import LayerRule
 
 SCHEMES = ("auto", "default", "prune_preserve", "cluster_preserve", "prune_cluster_preserve")
 
 
-@dataclass(frozen=True)
-class Params:
-    """Recipe `params:` of a qat stage.
+class Params(BaseModel):
+    """Recipe `params:` of a qat stage (field descriptions are the docs and the JSON Schema)."""
 
-    Attributes:
-        scheme: which TF-MOT scheme; "auto" reads sparsity / cluster counts from the weights.
-        sparsity_threshold: "auto" treats kernels with at least this fraction of zeros as pruned.
-        max_clusters: "auto" treats kernels with at most this many unique values as clustered.
-    """
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
-    scheme: Literal["auto", "default", "prune_preserve", "cluster_preserve", "prune_cluster_preserve"] = "auto"
-    sparsity_threshold: float = 0.2
-    max_clusters: int = 256
-
-    def __post_init__(self) -> None:
-        if not 0.0 < self.sparsity_threshold < 1.0:
-            raise ValueError(f"sparsity_threshold must be in (0, 1), got {self.sparsity_threshold}")
-        if self.max_clusters < 2:
-            raise ValueError(f"max_clusters must be >= 2, got {self.max_clusters}")
+    scheme: Literal["auto", "default", "prune_preserve", "cluster_preserve", "prune_cluster_preserve"] = Field(
+        "auto", description='which TF-MOT scheme; "auto" reads sparsity / cluster counts from the weights')
+    sparsity_threshold: StrictFloat = Field(
+        0.2, gt=0.0, lt=1.0, description='"auto" treats kernels with at least this fraction of zeros as pruned')
+    max_clusters: StrictInt = Field(
+        256, ge=2, le=65536, description='"auto" treats kernels with at most this many unique values as clustered')
 
 
 class UnquantizedLayerWarning(UserWarning):
@@ -176,7 +170,7 @@ def plan(model: Any, params: Params, rules: tuple[LayerRule, ...] = ()) -> QatPl
     return QatPlan(choose_scheme(model, params), tuple(annotated), tuple(custom), tuple(skipped), tuple(unsupported))
 
 
-def apply(model: Any, params: Params, rules: tuple[LayerRule, ...] = ()) -> Any:
+def apply(model: Any, params: Params, rules: tuple[LayerRule, ...] = (), ctx: StageContext = StageContext()) -> Any:
     """Annotate and wrap the model for QAT with the chosen scheme.
 
     Layers without a QuantizeConfig are named in an `UnquantizedLayerWarning`
@@ -214,11 +208,11 @@ def apply(model: Any, params: Params, rules: tuple[LayerRule, ...] = ()) -> Any:
         return q.quantize_apply(annotated, scheme) if scheme is not None else q.quantize_apply(annotated)
 
 
-def strip(model: Any) -> Any:
-    """QAT models convert as they are (fake-quant carries the ranges): nothing to strip."""
-    return model
-
-
-def callbacks(params: Params, log_dir: str | None = None) -> list[Any]:
-    """QAT needs no callback."""
-    return []
+# Nothing to strip (QAT models convert as they are: fake-quant carries the ranges) and no callbacks.
+TECHNIQUE = Technique(
+    name="qat",
+    summary="quantization-aware training (TF-MOT), incl. PQAT/CQAT/PCQAT",
+    params_type=Params,
+    apply=apply,
+    capabilities=frozenset({Capability.WRAPS_LAYERS, Capability.STAYS_WRAPPED}),
+)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import warnings
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 from tfcompress.types import LayerMatch, LayerRule
@@ -58,7 +58,7 @@ def plan_layers(
     Args:
         layers: candidate layers (usually `model.layers`, flattened).
         rules: the stage's rules, first match wins.
-        default: the stage's params dataclass instance.
+        default: the stage's params (a technique's pydantic `Params`).
         supported: whether the technique can handle a layer at all.
         where: recipe name for warning messages.
     """
@@ -78,7 +78,9 @@ def plan_layers(
                 if rule.params:
                     unsupported.append(layer.name)
                 continue
-            params[layer.name] = replace(default, **dict(rule.params)) if rule.params else default
+            params[layer.name] = (
+                type(default).model_validate({**default.model_dump(), **rule.params}) if rule.params else default
+            )
         elif supported(layer):
             params[layer.name] = default
     unmatched = tuple(r for i, r in enumerate(rules) if i not in used)

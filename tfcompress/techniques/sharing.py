@@ -28,57 +28,50 @@ they do not, the converter writes copies, and `tflite_sharing` shows it.)
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, field_validator
 
 from tfcompress.types import LayerRule
+from tfcompress.techniques.base import Capability, StageContext, Technique
 
 __all__ = [
+    "TECHNIQUE",
     "Params",
     "SharePlan",
     "SharedBuffer",
     "TfliteSharing",
     "apply",
-    "callbacks",
     "plan_sharing",
     "share_weights",
-    "strip",
     "tflite_sharing",
 ]
 
 
-@dataclass(frozen=True)
-class Params:
-    """Parameters of a `share_weights` stage.
+class Params(BaseModel):
+    """Parameters of a `share_weights` stage (field descriptions are the docs and the JSON Schema)."""
 
-    Attributes:
-        groups: regexes (re.search on layer names); each one's matches are tied.
-            Empty: groups are chosen by kernel cosine similarity.
-        similarity: cosine threshold for automatic grouping.
-        init: "mean" (average of the members) or "first" (the first member's weights).
-        min_params: layers with fewer weights are not tied automatically.
-    """
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
-    groups: tuple[str, ...] = ()
-    similarity: float = 0.9
-    init: Literal["mean", "first"] = "mean"
-    min_params: int = 256
+    groups: tuple[StrictStr, ...] = Field(
+        (), description="regexes (re.search on layer names); each one's matches are tied. "
+        "Empty: groups are chosen by kernel cosine similarity")
+    similarity: StrictFloat = Field(0.9, ge=-1.0, le=1.0, description="cosine threshold for automatic grouping")
+    init: Literal["mean", "first"] = Field(
+        "mean", description='"mean" (average of the members) or "first" (the first member\'s weights)')
+    min_params: StrictInt = Field(256, ge=0, le=10**12, description="layers with fewer weights are not tied automatically")
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "groups", tuple(self.groups))
-        for g in self.groups:
+    @field_validator("groups")
+    @classmethod
+    def _regexes(cls, groups: tuple[str, ...]) -> tuple[str, ...]:
+        for g in groups:
             try:
                 re.compile(g)
-            except re.error as e:
-                raise ValueError(f"groups: invalid regex {g!r}: {e}") from None
-        if not -1.0 <= self.similarity <= 1.0:
-            raise ValueError(f"similarity must be in [-1, 1], got {self.similarity}")
-        if self.init not in ("mean", "first"):
-            raise ValueError(f"init must be 'mean' or 'first', got {self.init!r}")
-        if self.min_params < 0:
-            raise ValueError(f"min_params must be >= 0, got {self.min_params}")
+            except (re.error, OverflowError, RecursionError) as e:
+                raise ValueError(f"invalid regex {g!r}: {e}") from None
+        return groups
 
 
 @dataclass(frozen=True)
@@ -115,7 +108,7 @@ def plan_sharing(model: Any, params: Params | None = None, rules: tuple[LayerRul
     from tfcompress.surgery.graph import as_tf_keras, trace
     from tfcompress.techniques.rules import plan_layers
 
-    p = replace(params or Params(), **overrides)
+    p = Params.model_validate({**(params or Params()).model_dump(), **overrides})
     graph = trace(as_tf_keras(model))
     calls: dict[int, int] = {}
     for node in graph.nodes:
@@ -184,9 +177,9 @@ def share_weights(
     from tfcompress.surgery.graph import Replacement, as_tf_keras, clone_layer, rebuild
 
     model = as_tf_keras(model)
-    p = replace(params or Params(), **overrides)
+    p = Params.model_validate({**(params or Params()).model_dump(), **overrides})
     if groups is not None:
-        p = replace(p, groups=tuple(groups))
+        p = Params.model_validate({**p.model_dump(), "groups": tuple(groups)})
     plan = plan or plan_sharing(model, p, rules)
     layers = {l.name: l for l in _all_layers(model)}
     tied: dict[str, Replacement] = {}
@@ -268,16 +261,16 @@ def tflite_sharing(tflite: Any) -> TfliteSharing:
 # --------------------------------------------------------------------- registry contract
 
 
-def apply(model: Any, params: Params, rules: tuple[LayerRule, ...] = (), *, data: Any = None) -> Any:
+def apply(model: Any, params: Params, rules: tuple[LayerRule, ...] = (), ctx: StageContext = StageContext()) -> Any:
     """Recipe stage: tie the layers (fine-tune afterwards: they train tied)."""
     return share_weights(model, params=params, rules=rules)
 
 
-def strip(model: Any) -> Any:
-    """Nothing to strip: tied layers are ordinary shared Keras layers."""
-    return model
-
-
-def callbacks(params: Params) -> list[Any]:
-    """No training-time callbacks needed."""
-    return []
+# Nothing to strip (tied layers are ordinary shared Keras layers), no callbacks.
+TECHNIQUE = Technique(
+    name="share_weights",
+    summary="tie kernels across repeated blocks",
+    params_type=Params,
+    apply=apply,
+    capabilities=frozenset({Capability.CHANGES_STRUCTURE}),
+)

@@ -30,76 +30,59 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from functools import lru_cache
 from typing import Any, Callable, Literal, Mapping
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt
 
-from tfcompress.errors import DataError
+from tfcompress.techniques.channel_importance import (
+    channel_importance,
+    first_calls,
+    importance_and_uniform_groups,
+    random_inputs,
+    sample_arrays,
+)
+from tfcompress.techniques.base import Capability, StageContext, Technique
 from tfcompress.types import LayerRule
 
 __all__ = [
+    "TECHNIQUE",
     "GroupDecision",
     "Params",
     "PrunePlan",
     "apply",
-    "callbacks",
     "channel_importance",
     "plan_pruning",
     "prune_channels",
     "prune_iteratively",
-    "strip",
 ]
 
 Criterion = Literal["l1", "l2", "bn_gamma", "taylor", "activation"]
 CRITERIA: tuple[str, ...] = ("l1", "l2", "bn_gamma", "taylor", "activation")
-DATA_CRITERIA: frozenset[str] = frozenset({"taylor", "activation"})
 
 
-@dataclass(frozen=True)
-class Params:
-    """Parameters of a `structured_prune` stage.
+class Params(BaseModel):
+    """Parameters of a `structured_prune` stage (field descriptions are the docs and the JSON Schema)."""
 
-    Attributes:
-        ratio: fraction of channels to remove (per group with `uniform`, in total with `global`).
-        criterion: how channels are ranked (see module doc).
-        allocation: "uniform" (same ratio per group) or "global" (one ranking over all groups).
-        min_channels: never keep fewer channels than this in a group.
-        min_fraction: never keep less than this fraction of a group.
-        round_to: round kept channel counts to a multiple of this (1 = off).
-        rounds: prune in this many steps of equal keep-ratio (re-ranking in between;
-            `prune_iteratively` fine-tunes in between).
-        compensate: fold removed channels' mean into the next layer's bias.
-        samples: data samples used by data-driven criteria and compensation.
-    """
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
-    ratio: float = 0.5
-    criterion: Criterion = "l1"
-    allocation: Literal["uniform", "global"] = "uniform"
-    min_channels: int = 4
-    min_fraction: float = 0.1
-    round_to: int = 1
-    rounds: int = 1
-    compensate: bool = True
-    samples: int = 512
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.ratio < 1.0:
-            raise ValueError(f"ratio must be in [0, 1), got {self.ratio}")
-        if self.criterion not in CRITERIA:
-            raise ValueError(f"criterion must be one of {', '.join(CRITERIA)}, got {self.criterion!r}")
-        if self.allocation not in ("uniform", "global"):
-            raise ValueError(f"allocation must be 'uniform' or 'global', got {self.allocation!r}")
-        if self.min_channels < 1:
-            raise ValueError(f"min_channels must be at least 1, got {self.min_channels}")
-        if not 0.0 <= self.min_fraction <= 1.0:
-            raise ValueError(f"min_fraction must be in [0, 1], got {self.min_fraction}")
-        if self.round_to < 1:
-            raise ValueError(f"round_to must be at least 1, got {self.round_to}")
-        if self.rounds < 1:
-            raise ValueError(f"rounds must be at least 1, got {self.rounds}")
-        if self.samples < 1:
-            raise ValueError(f"samples must be at least 1, got {self.samples}")
+    ratio: StrictFloat = Field(
+        0.5, ge=0.0, lt=1.0,
+        description="fraction of channels to remove (per group with `uniform`, in total with `global`)")
+    criterion: Criterion = Field("l1", description="how channels are ranked: " + ", ".join(CRITERIA))
+    allocation: Literal["uniform", "global"] = Field(
+        "uniform", description='"uniform" (same ratio per group) or "global" (one ranking over all groups)')
+    min_channels: StrictInt = Field(4, ge=1, le=10**6, description="never keep fewer channels than this in a group")
+    min_fraction: StrictFloat = Field(
+        0.1, ge=0.0, le=1.0, description="never keep less than this fraction of a group")
+    round_to: StrictInt = Field(
+        1, ge=1, le=4096, description="round kept channel counts to a multiple of this (1 = off)")
+    rounds: StrictInt = Field(
+        1, ge=1, le=1000, description="prune in this many steps of equal keep-ratio, re-ranking in between "
+        "(`prune_iteratively` fine-tunes in between)")
+    compensate: StrictBool = Field(True, description="fold removed channels' mean into the next layer's bias")
+    samples: StrictInt = Field(
+        512, ge=1, le=100_000, description="data samples used by data-driven criteria and compensation")
 
 
 @dataclass(frozen=True)
@@ -150,277 +133,6 @@ class PrunePlan:
         return "\n".join(lines)
 
 
-# --------------------------------------------------------------------- data
-
-
-def _arrays(data: Any, limit: int) -> tuple[Any, np.ndarray | None]:
-    """(x, y or None) as numpy, at most `limit` samples, from arrays, (x, y) or a tf.data.Dataset."""
-    if data is None:
-        return None, None
-    if hasattr(data, "as_numpy_iterator"):
-        xs, ys = [], []
-        count = 0
-        for item in data.as_numpy_iterator():
-            x, y = (item[0], item[1]) if isinstance(item, tuple) and len(item) >= 2 else (item, None)
-            xs.append(np.asarray(x))
-            if y is not None:
-                ys.append(np.asarray(y))
-            count += len(xs[-1])
-            if count >= limit:
-                break
-        x = np.concatenate(xs)[:limit]
-        return x, (np.concatenate(ys)[:limit] if ys else None)
-    if isinstance(data, tuple) and len(data) == 2:
-        x, y = data
-        return np.asarray(x)[:limit], np.asarray(y)[:limit]
-    return np.asarray(data)[:limit], None
-
-
-def _random_inputs(graph: Any, n: int = 16) -> list[np.ndarray]:
-    rng = np.random.default_rng(0)
-    return [
-        rng.random((n, *[d or 1 for d in graph.shapes[k][1:]]), dtype=np.float32) for k in graph.inputs
-    ]
-
-
-# --------------------------------------------------------------------- importance
-
-
-def _producer_norms(layer: Any, p: int) -> np.ndarray:
-    """Norm of each output channel's weights of a producer."""
-    weights = layer.get_weights()
-    cls = type(layer).__name__
-    kernel = weights[1] if cls.startswith("Separable") else weights[0]
-    if "Transpose" in cls:
-        kernel = np.swapaxes(kernel, -1, -2)
-    flat = np.abs(kernel.reshape(-1, kernel.shape[-1]))
-    return flat.sum(axis=0) if p == 1 else np.sqrt((flat**2).sum(axis=0))
-
-
-def _normalized(v: np.ndarray) -> np.ndarray:
-    mean = float(np.mean(v)) if len(v) else 0.0
-    return v / mean if mean > 0 else np.ones_like(v)
-
-
-class _UnitScores:
-    """Accumulates per-unit scores of each group from per-layer channel scores."""
-
-    def __init__(self, analysis: Any, groups: list[Any]) -> None:
-        self.groups = groups
-        self.pos = {int(u): (g.index, i) for g in groups for i, u in enumerate(g.units.tolist())}
-        self.total = {g.index: np.zeros(g.size) for g in groups}
-        self.count = {g.index: np.zeros(g.size) for g in groups}
-
-    def add(self, labels: np.ndarray, values: np.ndarray) -> None:
-        seen: set[int] = set()
-        for label, v in zip(labels.tolist(), values.tolist()):
-            if label in self.pos and label not in seen:
-                seen.add(label)
-                g, i = self.pos[label]
-                self.total[g][i] += v
-                self.count[g][i] += 1
-
-    def result(self) -> dict[int, np.ndarray]:
-        return {g: self.total[g] / np.maximum(self.count[g], 1) for g in self.total}
-
-
-def channel_importance(
-    analysis: Any,
-    criterion: str = "l1",
-    data: Any = None,
-    *,
-    loss: Callable[[Any, Any], Any] | None = None,
-    samples: int = 512,
-    batch_size: int = 64,
-) -> dict[int, np.ndarray]:
-    """Importance of each unit of each prunable group: group index -> scores (higher = keep).
-
-    Args:
-        analysis: from `tfcompress.surgery.analyze_channels`.
-        criterion: l1, l2, bn_gamma, taylor (needs (x, y) data) or activation (needs x).
-        data: x, (x, y) or a tf.data.Dataset of (x, y) batches.
-        loss: for taylor, `loss(y_true, y_pred)`; default sparse categorical cross-entropy
-            (from logits unless the model ends in softmax / sigmoid), or MSE for float targets
-            shaped like the output.
-        samples: at most this many samples are used.
-    """
-    return _importance(analysis, criterion, data, loss, samples, batch_size)[0]
-
-
-def _importance(
-    analysis: Any, criterion: str, data: Any, loss: Any, samples: int, batch_size: int
-) -> tuple[dict[int, np.ndarray], set[int]]:
-    """(scores per group, groups whose scores are not on the common scale and must be pruned uniformly)."""
-    groups = analysis.prunable_groups()
-    graph = analysis.graph
-    scores = _UnitScores(analysis, groups)
-    if criterion in ("l1", "l2"):
-        for node in _first_calls(graph):
-            if node.name in analysis.group_of:
-                norms = _producer_norms(node.layer, 1 if criterion == "l1" else 2)
-                scores.add(analysis.labels[node.outputs[0]], _normalized(norms))
-        return scores.result(), set()
-    if criterion == "bn_gamma":
-        covered: set[int] = set()
-        for node in _first_calls(graph):
-            if node.class_name == "BatchNormalization" and node.layer.scale:
-                gamma = np.abs(node.layer.gamma.numpy())
-                labels = analysis.labels[node.inputs[0]]
-                scores.add(labels, _normalized(gamma))
-                covered |= {g for g, _ in (scores.pos.get(int(l), (None, 0)) for l in labels) if g is not None}
-        result = scores.result()
-        missing = [g for g in groups if g.index not in covered]
-        if missing:
-            fallback = channel_importance(analysis, "l1")
-            result.update({g.index: fallback[g.index] for g in missing})
-        return result, set()
-    if criterion in DATA_CRITERIA:
-        x, y = _arrays(data, samples)
-        if x is None:
-            raise DataError(
-                f"criterion '{criterion}' needs data",
-                "pass data=(x, y) (a few hundred samples), or use criterion l1 / l2 / bn_gamma",
-            )
-        if criterion == "taylor" and y is None:
-            raise DataError("criterion 'taylor' needs labels: pass data=(x, y)", "or use criterion 'activation'")
-        return _data_importance(analysis, groups, criterion, x, y, loss, batch_size)
-    raise ValueError(f"unknown criterion {criterion!r}")
-
-
-def _first_calls(graph: Any) -> list[Any]:
-    seen: set[int] = set()
-    out = []
-    for node in graph.nodes:
-        if id(node.layer) not in seen:
-            seen.add(id(node.layer))
-            out.append(node)
-    return out
-
-
-_GATE_FOLLOW = frozenset({"BatchNormalization", "Activation", "ReLU", "LeakyReLU", "ELU", "PReLU"})
-
-
-def _gate_points(analysis: Any, groups: list[Any]) -> dict[str, tuple[int, str]]:
-    """Layer after which to measure each producer's channels -> (its output key, the producer).
-
-    From the producer's output, follow single-consumer BN / activation layers:
-    that is the tensor the next layer reads, i.e. what removing a channel removes.
-    """
-    graph = analysis.graph
-    consumers = graph.consumers()
-    calls: dict[int, int] = {}
-    for node in graph.nodes:
-        calls[id(node.layer)] = calls.get(id(node.layer), 0) + 1
-    points: dict[str, tuple[int, str]] = {}
-    wanted = {p for g in groups for p in g.producers}
-    for node in graph.nodes:
-        if node.name not in wanted or calls[id(node.layer)] > 1:
-            continue
-        last, key = node, node.outputs[0]
-        while True:
-            nxt = consumers.get(key, [])
-            if len(nxt) != 1:
-                break
-            follower = graph.nodes[nxt[0]]
-            if follower.class_name not in _GATE_FOLLOW or calls[id(follower.layer)] > 1:
-                break
-            last, key = follower, follower.outputs[0]
-        points[last.name] = (key, node.name)
-    return points
-
-
-@lru_cache(maxsize=1)
-def _gate_class() -> type:
-    from tfcompress.keras_compat import tf_keras
-
-    class ChannelGate(tf_keras.layers.Layer):
-        """x * gate (ones): d loss / d gate is the first-order effect of removing each channel."""
-
-        def build(self, input_shape: Any) -> None:
-            self.gate = self.add_weight(name="gate", shape=(int(input_shape[-1]),), initializer="ones")
-            super().build(input_shape)
-
-        def call(self, x: Any) -> Any:
-            self.seen = x  # eager runs only: the activation, for the "activation" criterion
-            return x * self.gate
-
-    return ChannelGate
-
-
-def _default_loss(model: Any, y: np.ndarray) -> Callable[[Any, Any], Any]:
-    from tfcompress.keras_compat import tf_keras
-
-    out_shape = tuple(model.outputs[0].shape)
-    if np.issubdtype(y.dtype, np.floating) and y.ndim == len(out_shape) and y.shape[1:] == out_shape[1:]:
-        return tf_keras.losses.MeanSquaredError()
-    last = model.layers[-1]
-    act = getattr(getattr(last, "activation", None), "__name__", "linear")
-    return tf_keras.losses.SparseCategoricalCrossentropy(from_logits=act not in ("softmax", "sigmoid"))
-
-
-def _data_importance(
-    analysis: Any, groups: list[Any], criterion: str, x: Any, y: Any, loss: Any, batch_size: int
-) -> tuple[dict[int, np.ndarray], set[int]]:
-    from tfcompress.keras_compat import tf
-    from tfcompress.surgery.graph import Replacement, clone_layer, rebuild
-
-    graph = analysis.graph
-    points = _gate_points(analysis, groups)
-    gated_groups = {analysis.group_of[producer] for _, producer in points.values()}
-    gates: dict[str, Any] = {}
-    gate_cls = _gate_class()
-
-    def replace(layer: Any) -> Any:
-        if layer.name not in points:
-            return None
-        gate = gate_cls(name=f"{layer.name}_gate")
-        gates[layer.name] = gate
-        return Replacement((clone_layer(layer), gate), (layer.get_weights(), None))
-
-    gated = rebuild(graph, replace)
-    order = list(gates)
-    labels = [analysis.labels[points[n][0]] for n in order]
-    loss_fn = loss or (_default_loss(graph.model, y) if y is not None else None)
-    scores = _UnitScores(analysis, groups)
-    taylor = {g.index: np.zeros(g.size) for g in groups}
-    act_sum = {n: 0.0 for n in order}
-    xs = x if isinstance(x, (list, tuple)) else [x]
-    n = len(xs[0])
-    for start in range(0, n, batch_size):
-        xb = [tf.constant(a[start : start + batch_size]) for a in xs]
-        xb = xb if len(xb) > 1 else xb[0]
-        if criterion == "taylor":
-            with tf.GradientTape() as tape:
-                out = gated(xb, training=False)
-                value = loss_fn(tf.constant(y[start : start + batch_size]), out)
-            grads = tape.gradient(value, [gates[name].gate for name in order])
-            per_batch = {g.index: np.zeros(g.size) for g in groups}
-            for lab, grad in zip(labels, grads):
-                g_np = np.zeros(len(lab)) if grad is None else grad.numpy()
-                for label, v in zip(lab.tolist(), g_np.tolist()):
-                    if label in scores.pos:
-                        gi, i = scores.pos[label]
-                        per_batch[gi][i] += v
-            for gi in taylor:
-                taylor[gi] += per_batch[gi] ** 2
-        else:
-            gated(xb, training=False)
-            for name in order:
-                seen = gates[name].seen.numpy()
-                act_sum[name] = act_sum[name] + np.abs(seen).reshape(-1, seen.shape[-1]).mean(axis=0)
-    result = taylor if criterion == "taylor" else {}
-    if criterion != "taylor":
-        for name, lab in zip(order, labels):
-            scores.add(lab, _normalized(np.asarray(act_sum[name], dtype=np.float64)))
-        result = scores.result()
-    # groups without a measuring point (only shared producers): ranked by L1, pruned uniformly
-    missing = {g.index for g in groups} - gated_groups
-    if missing:
-        fallback = channel_importance(analysis, "l1")
-        result.update({g: fallback[g] for g in missing})
-    return result, (missing if criterion == "taylor" else set())
-
-
 # --------------------------------------------------------------------- planning
 
 
@@ -459,10 +171,10 @@ def plan_pruning(
     from tfcompress.surgery.channels import analyze_channels
     from tfcompress.techniques.rules import plan_layers
 
-    p = replace(params or Params(), **overrides)
+    p = Params.model_validate({**(params or Params()).model_dump(), **overrides})
     analysis = analyze_channels(model)
     graph = analysis.graph
-    producers = [n.layer for n in _first_calls(graph) if n.name in analysis.group_of]
+    producers = [n.layer for n in first_calls(graph) if n.name in analysis.group_of]
     layer_plan = plan_layers(producers, rules, p, lambda layer: True, where="structured_prune")
     skipped = set(layer_plan.skipped)
 
@@ -482,7 +194,7 @@ def plan_pruning(
     if p.ratio == 0 and all(gp.ratio == 0 for gp in group_params.values()):
         return PrunePlan({}, tuple(decisions), p.criterion)
 
-    scores, uniform_only = _importance(analysis, p.criterion, data, loss, p.samples, 64)
+    scores, uniform_only = importance_and_uniform_groups(analysis, p.criterion, data, loss, p.samples, 64)
     counts = _allocate(active, scores, group_params, p, uniform_only)
     keep: dict[str, tuple[int, ...]] = {}
     for g in active:
@@ -563,11 +275,11 @@ def prune_channels(
     from tfcompress.surgery.graph import as_tf_keras
 
     model = as_tf_keras(model)
-    p = replace(params or Params(), **overrides)
+    p = Params.model_validate({**(params or Params()).model_dump(), **overrides})
     if ratio is not None:
-        p = replace(p, ratio=ratio)
+        p = Params.model_validate({**p.model_dump(), "ratio": ratio})
     if criterion is not None:
-        p = replace(p, criterion=criterion)
+        p = Params.model_validate({**p.model_dump(), "criterion": criterion})
     if plan is not None:
         return _apply_plan(model, plan, p, data)
     if p.rounds > 1:
@@ -607,9 +319,9 @@ def _compensation(analysis: Any, removed: np.ndarray, data: Any, samples: int) -
     ]
     if not keys:
         return {}
-    x, _ = _arrays(data, samples)
+    x, _ = sample_arrays(data, samples)
     real = x is not None
-    xs = x if real else _random_inputs(graph)
+    xs = x if real else random_inputs(graph)
     stats = channel_statistics(graph, keys, xs)
     return {k: (s.mean if real else np.where(s.constant, s.mean, 0.0)) for k, s in stats.items()}
 
@@ -633,9 +345,9 @@ def prune_iteratively(
     """
     from tfcompress.surgery.graph import as_tf_keras
 
-    p = replace(params or Params(), **overrides)
+    p = Params.model_validate({**(params or Params()).model_dump(), **overrides})
     per_round = 1.0 - (1.0 - p.ratio) ** (1.0 / p.rounds)
-    step = replace(p, ratio=per_round, rounds=1)
+    step = p.model_copy(update={"ratio": per_round, "rounds": 1})
     step_rules = tuple(
         replace(r, params={**r.params, "ratio": 1.0 - (1.0 - r.params["ratio"]) ** (1.0 / p.rounds)})
         if "ratio" in r.params
@@ -653,16 +365,16 @@ def prune_iteratively(
 # --------------------------------------------------------------------- registry contract
 
 
-def apply(model: Any, params: Params, rules: tuple[LayerRule, ...] = (), *, data: Any = None) -> Any:
+def apply(model: Any, params: Params, rules: tuple[LayerRule, ...] = (), ctx: StageContext = StageContext()) -> Any:
     """Recipe stage: prune channels (all rounds, without fine-tuning between them)."""
-    return prune_channels(model, params=params, rules=rules, data=data)
+    return prune_channels(model, params=params, rules=rules, data=ctx.data)
 
 
-def strip(model: Any) -> Any:
-    """Nothing to strip: the pruned model is an ordinary model."""
-    return model
-
-
-def callbacks(params: Params) -> list[Any]:
-    """No training-time callbacks needed."""
-    return []
+# Nothing to strip (the pruned model is an ordinary model), no callbacks.
+TECHNIQUE = Technique(
+    name="structured_prune",
+    summary="remove whole channels (graph surgery)",
+    params_type=Params,
+    apply=apply,
+    capabilities=frozenset({Capability.CHANGES_STRUCTURE, Capability.USES_DATA}),
+)

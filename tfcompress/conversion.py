@@ -1,4 +1,4 @@
-"""`tfcompress.convert`: load -> data -> convert -> check -> verify -> write.
+"""`tfcompress.convert`: load -> data -> convert -> check -> verify -> predict latency -> write.
 
 Every check that can fail on the user's input runs before the converter
 does; outputs (.tflite, .report.json, .meta.json) are written together at
@@ -8,14 +8,19 @@ the very end through temp files, so a failure leaves nothing behind.
 from __future__ import annotations
 
 import gzip
-import json
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from tfcompress.errors import ConversionError, DataError
+from tfcompress.export.outputs import write_outputs
+from tfcompress.export.report import CalibrationInfo, ConvertReport, OpRow, PredictedLatency, SizeInfo, versions
 from tfcompress.types import IOType, Mode
+
+if TYPE_CHECKING:
+    from tfcompress.data import ImageSpec
+    from tfcompress.hardware.profile import DeviceProfile
 
 DEFAULT_CALIB_SAMPLES = 200
 DEFAULT_VERIFY_SAMPLES = 1000
@@ -56,9 +61,9 @@ class ConvertOptions:
     safe_mode: bool = True
     x_key: str = "x"
     y_key: str = "y"
-    image: Any = None
+    image: ImageSpec | None = None
     labels: tuple[str, ...] | None = None
-    device: Any = "host"
+    device: str | Path | DeviceProfile | None = "host"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mode", Mode(self.mode))
@@ -77,7 +82,7 @@ class ConvertResult:
     Attributes:
         tflite: the .tflite bytes.
         path: where it was written (None when no output path was given).
-        report: the conversion / verification report (`tfcompress.report.ConvertReport`).
+        report: the conversion / verification report.
         meta: the sidecar dict (schema in `tfcompress.export.sidecar`).
         report_path: OUT.report.json, when written.
         meta_path: OUT.meta.json, when written.
@@ -85,16 +90,10 @@ class ConvertResult:
 
     tflite: bytes = field(repr=False)
     path: Path | None
-    report: Any
+    report: ConvertReport
     meta: dict[str, Any] = field(repr=False)
     report_path: Path | None = None
     meta_path: Path | None = None
-
-
-def sidecar_paths(out: Path) -> tuple[Path, Path]:
-    """OUT.report.json and OUT.meta.json beside OUT.tflite."""
-    stem = out.name[: -len(out.suffix)] if out.suffix else out.name
-    return out.with_name(f"{stem}.report.json"), out.with_name(f"{stem}.meta.json")
 
 
 def convert(
@@ -135,10 +134,9 @@ def convert(
     from tfcompress.export.sidecar import build_meta
     from tfcompress.export.tflite_file import read_tflite
     from tfcompress.export.verify import verify as run_verify
-    from tfcompress.files import check_writable, write_files_atomically
+    from tfcompress.files import check_writable
     from tfcompress.hardware.profile import resolve_profile
     from tfcompress.loading import load_source
-    from tfcompress.report import ConvertReport, SizeInfo, versions
 
     opts = replace(options or ConvertOptions(), **kwargs)
     say = on_progress or (lambda _msg: None)
@@ -247,17 +245,17 @@ def convert(
         mode=opts.mode.value,
         io=io.value,
         output=str(out) if out else None,
-        calibration={
-            "samples": len(calib) if calib is not None else 0,
-            "source": (calib.source if calib is not None else None),
+        calibration=CalibrationInfo(
+            samples=len(calib) if calib is not None else 0,
+            source=(calib.source if calib is not None else None),
             **split_info,
-        },
+        ),
         preprocessing=preprocessing,
         size=size,
         float_ops=tuple(op.describe() for op in check.float_ops),
         io_dtypes=check.io_found,
         weight_dtypes=check.weight_dtypes,
-        op_table=tuple(tuple(row) for row in tfl.op_dtype_table()),
+        op_table=tuple(OpRow(op, tuple(ins), tuple(outs), count) for op, ins, outs, count in tfl.op_dtype_table()),
         verify=verify_report,
         predicted_latency=predicted,
         convert_seconds=round(convert_s, 3),
@@ -283,19 +281,12 @@ def convert(
     )
     report_path = meta_path = None
     if out is not None:
-        report_path, meta_path = sidecar_paths(out)
-        write_files_atomically(
-            {
-                out: tflite,
-                report_path: json.dumps(report.to_dict(), indent=2).encode(),
-                meta_path: json.dumps(meta, indent=2).encode(),
-            }
-        )
+        report_path, meta_path = write_outputs(out, tflite, report, meta)
     return ConvertResult(tflite, out, report, meta, report_path, meta_path)
 
 
-def _predict(tflite: bytes, mode: str, profile: Any, layer_names: Any) -> tuple[dict[str, Any] | None, str | None]:
-    """The predicted latency (as a report dict) on `profile`'s device, or why there is none."""
+def _predict(tflite: bytes, mode: str, profile: DeviceProfile | None, layer_names: Any) -> tuple[PredictedLatency | None, str | None]:
+    """The predicted latency on `profile`'s device, or why there is none."""
     if profile is None:
         return None, None
     from tfcompress.hardware.kernels import kernels_of
@@ -304,7 +295,9 @@ def _predict(tflite: bytes, mode: str, profile: Any, layer_names: Any) -> tuple[
     if mode != profile.dtype:
         return None, f"no predicted latency: device profile '{profile.device}' is {profile.dtype}, the model is {mode}"
     pred = LatencyModel(profile).predict(kernels_of(tflite, list(layer_names)))
-    return {**pred.to_dict(), "threads": profile.threads, "runtime": profile.runtime, "delegate": profile.delegate}, None
+    return PredictedLatency(
+        **pred.to_dict(), threads=profile.threads, runtime=profile.runtime, delegate=profile.delegate
+    ), None
 
 
 def _is_float(dtype: str) -> bool:

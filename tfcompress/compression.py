@@ -1,0 +1,249 @@
+"""Run a recipe: its stages with fine-tuning, then a verified .tflite (what `tfcompress compress` calls).
+
+Per stage: apply -> fine-tune -> strip, then (optionally) a quick int8
+conversion for the per-stage table (accuracy, size, gzip size, host and
+predicted latency); finally the conversion with the recipe's export settings
+and the same report and sidecar as `convert`, plus the stage table. The loop
+reads each technique's registry entry (`tfcompress.techniques.base`) and
+names none. For your own training loop see `tfcompress.stages`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+import numpy as np
+
+from tfcompress.errors import DataError
+from tfcompress.export.weight_stats import WeightStat
+from tfcompress.conversion import ConvertResult
+from tfcompress.monitoring import kernel_stats, overall_sparsity
+from tfcompress.report import CompressReport, RecipeRef, StageReport
+from tfcompress.stages import StageRun, load, training_stages
+from tfcompress.techniques import Capability
+from tfcompress.types import Recipe
+
+if TYPE_CHECKING:
+    from tfcompress.data import ImageSpec
+    from tfcompress.hardware.profile import DeviceProfile
+
+# Samples handed to techniques that use data (importance criteria): enough for a stable estimate.
+_TECHNIQUE_SAMPLES = 2048
+
+
+@dataclass(frozen=True)
+class CompressResult:
+    """What `compress` made: the final conversion plus the per-stage table.
+
+    Attributes:
+        convert: the final conversion (its .tflite, report and sidecar).
+        report: the compress report (OUT.report.json).
+        recipe: the recipe that ran.
+        model: the final Keras model (still wrapped where a technique stays wrapped, e.g. QAT).
+    """
+
+    convert: ConvertResult
+    report: CompressReport
+    recipe: Recipe
+    model: Any = field(repr=False)
+
+    @property
+    def stages(self) -> tuple[StageReport, ...]:
+        """Measured after each stage."""
+        return self.report.stages
+
+    @property
+    def weight_stats(self) -> tuple[WeightStat, ...]:
+        """Weights read back from the .tflite (`tfcompress.export.weight_stats.WeightStat`)."""
+        return self.report.weights
+
+
+def _split_train_val(samples: Any, val: Any, val_fraction: float) -> tuple[Any, Any]:
+    if val is not None:
+        return samples, val
+    n = len(samples)
+    n_val = max(1, min(int(n * val_fraction), 5000))
+    if n - n_val < 1:
+        raise DataError(f"only {n} samples: too few to fine-tune and validate", "pass more data or --val-data")
+    return samples.take(0, n - n_val), samples.take(n - n_val, n)
+
+
+def compress(
+    model: Any,
+    recipe: Recipe | str | Path | None,
+    data: Any,
+    *,
+    output: str | Path | None = None,
+    val_data: Any = None,
+    val_fraction: float = 0.1,
+    x_key: str = "x",
+    y_key: str = "y",
+    image: ImageSpec | None = None,
+    labels: tuple[str, ...] | None = None,
+    safe_mode: bool = True,
+    log_dir: str | None = None,
+    backup_dir: str | Path | None = None,
+    verify: bool = True,
+    measure_stages: bool = True,
+    console: Any = None,
+    on_progress: Callable[[str], None] | None = None,
+    device: str | Path | DeviceProfile | None = "host",
+) -> CompressResult:
+    """Run `recipe` on `model` with fine-tuning on `data`, then convert and verify.
+
+    Args:
+        model: path or in-memory Keras 3 / tf_keras model (bridged to tf_keras).
+        recipe: a Recipe, a recipe file, or a shipped recipe name (default "mobile-int8").
+        data: labelled training data (.npz with x / y, image folder, arrays, (x, y), ...).
+        output: where to write the .tflite (+ .report.json with the stage table, + .meta.json).
+        val_data: validation data for per-stage accuracy and final verification
+            (default: the last `val_fraction` of `data`, at most 5000 samples).
+        log_dir: TensorBoard logs of per-layer sparsity / clusters per stage.
+        backup_dir: resume point: BackupAndRestore per stage, and finished stages saved.
+        measure_stages: convert after every stage for the stage table (int8 accuracy, size, latency).
+        console: rich console for progress bars (None: no bars).
+        device: device profile for predicted latency (per epoch, per stage, final
+            report): shipped name ("host"), profile JSON path, or None for none.
+
+    Raises:
+        TfcompressError: bad model / recipe / data / output, or a stage that cannot apply.
+    """
+    from tfcompress import data as data_mod
+    from tfcompress.export.outputs import write_outputs
+    from tfcompress.conversion import ConvertOptions, convert
+    from tfcompress.files import check_writable
+    from tfcompress.hardware.profile import resolve_profile
+    from tfcompress.keras_compat import tf_keras
+    from tfcompress.loading import load_model, load_source
+    from tfcompress.training import fine_tune
+
+    say = on_progress or (lambda _msg: None)
+    rec = load(recipe)
+    out = check_writable(output) if output is not None else None
+    device = resolve_profile(device) if device is not None else None  # once, and a bad one fails before training
+    say("loading the model")
+    source = load_source(model, safe_mode=safe_mode)
+    keras_model = load_model(model, safe_mode=safe_mode) if source.flavor != "tf_keras" else source.model
+    specs = source.input_specs()
+    say("loading data")
+    samples = data_mod.load_samples(data, specs, x_key=x_key, y_key=y_key, image=image)
+    val = data_mod.load_samples(val_data, specs, x_key=x_key, y_key=y_key, image=image) if val_data is not None else None
+    train, val = _split_train_val(samples, val, val_fraction)
+    if any(s.epochs > 0 for s in rec.stages) and train.y is None:
+        raise DataError(f"recipe '{rec.name}' fine-tunes but {samples.source} has no labels", "put labels under 'y' in the .npz")
+    export = rec.export
+
+    calib = train.take(0, export.calib_samples)
+    x_train = train.x[0] if len(train.x) == 1 else list(train.x)
+    x_val = val.x[0] if len(val.x) == 1 else list(val.x)
+    labelled = (train.x[0][:_TECHNIQUE_SAMPLES], train.y[:_TECHNIQUE_SAMPLES]) if train.y is not None else None
+    results: list[StageReport] = []
+    current = keras_model
+    backup = Path(backup_dir) if backup_dir else None
+    for run in training_stages(rec, steps_per_epoch=1, log_dir=log_dir, device=device):
+        t0 = time.perf_counter()
+        stage, technique = run.stage, run.technique
+        run = run.with_steps((stage.steps_per_epoch or _steps(len(train), stage.batch_size)) * max(stage.epochs, 1))
+        done = backup / f"stage{run.index}_{stage.technique}.done.keras" if backup else None
+        if done is not None and done.exists():
+            say(f"stage {run.index} ({stage.technique}): restored from {done}")
+            current = tf_keras.models.load_model(done, compile=False)
+            continue
+        say(f"stage {run.index}: {stage.technique}")
+        prepared = run.prepare(
+            current,
+            data=labelled if technique.can(Capability.USES_DATA) else None,
+            teacher=keras_model if technique.can(Capability.NEEDS_TEACHER) else None,
+        )
+        if stage.epochs > 0:
+            cbs = run.callbacks()
+            if backup is not None:
+                cbs.append(tf_keras.callbacks.BackupAndRestore(str(backup / f"stage{run.index}_{stage.technique}")))
+            if console is not None:
+                from tfcompress.progress import RichProgress
+
+                cbs.append(RichProgress(stage.epochs, console, label=f"stage {run.index} {stage.technique}"))
+            validation = (x_val, val.y) if val.y is not None else None
+            fine_tune(prepared, technique.unwrap(prepared), stage, x_train, train.y, validation, cbs)
+        current = run.finalize(prepared)
+        if done is not None and not technique.can(Capability.STAYS_WRAPPED):
+            done.parent.mkdir(parents=True, exist_ok=True)
+            current.save(done)
+        results.append(_measure(run, current, calib, val, time.perf_counter() - t0, measure_stages, say))
+
+    say("converting the final model")
+    options = ConvertOptions(
+        mode=export.mode,
+        io=export.io,
+        calib_samples=export.calib_samples,
+        allow_float_fallback=export.allow_float_fallback,
+        sparse=export.sparse,
+        verify=verify,
+        verify_samples=None,
+        labels=labels,
+        safe_mode=False,
+        device=device,
+    )
+    final = convert(current, calib, verify_data=val if verify else None, options=options, on_progress=say, output=None)
+    convert_report = dataclasses.replace(final.report, output=str(out)) if out is not None else final.report
+    report = CompressReport(convert_report, RecipeRef(rec.name, rec.source), tuple(results), _weight_stats(final.tflite))
+    if out is not None:
+        meta = dict(final.meta)
+        meta["model_file"] = out.name
+        meta["source"] = {"path": source.path, "format": source.format, "sha256": source.sha256, "name": source.name}
+        meta["recipe"] = rec.name
+        report_path, meta_path = write_outputs(out, final.tflite, report, meta)
+        final = ConvertResult(final.tflite, out, convert_report, meta, report_path, meta_path)
+    return CompressResult(final, report, rec, current)
+
+
+def _steps(n: int, batch: int) -> int:
+    return max(1, -(-n // batch))
+
+
+def _measure(run: StageRun, model: Any, calib: Any, val: Any, seconds: float, convert_it: bool, say: Callable) -> StageReport:
+    """Float accuracy, then (optionally) a quick int8 conversion for size / int8 accuracy / latency."""
+    from tfcompress.conversion import convert
+
+    stats = kernel_stats(model)
+    float_acc = None
+    if val.y is not None:
+        x = val.x[0] if len(val.x) == 1 else list(val.x)
+        pred = np.asarray(model.predict(x, verbose=0, batch_size=256))
+        float_acc = float(np.mean(np.argmax(pred, axis=-1) == val.y))
+    tfl_bytes = gz = 0
+    int8_acc = latency = predicted = None
+    if convert_it:
+        say(f"stage {run.index}: measuring the int8 model")
+        res = convert(model, calib, verify_data=val, verify_samples=None, latency_runs=20, safe_mode=False,
+                      allow_float_fallback=True, device=run.context.device)
+        tfl_bytes, gz = res.report.size.tflite_bytes, res.report.size.gzip_bytes
+        acc = res.report.verify.accuracy
+        int8_acc = acc.tflite if acc else None
+        latency = res.report.verify.latency.median_ms
+        if res.report.predicted_latency is not None:
+            predicted = res.report.predicted_latency.total_ms
+    return StageReport(
+        index=run.index,
+        technique=run.stage.technique,
+        epochs=run.stage.epochs,
+        float_accuracy=float_acc,
+        int8_accuracy=int8_acc,
+        tflite_bytes=tfl_bytes,
+        gzip_bytes=gz,
+        latency_ms=latency,
+        predicted_ms=predicted,
+        mean_sparsity=overall_sparsity(stats),
+        max_unique=max((u for _, u, _ in stats.values()), default=0),
+        seconds=round(seconds, 2),
+    )
+
+
+def _weight_stats(tflite: bytes) -> tuple[WeightStat, ...]:
+    from tfcompress.export.weight_stats import weight_stats
+
+    return tuple(weight_stats(tflite))

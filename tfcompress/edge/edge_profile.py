@@ -1,0 +1,534 @@
+"""Time an edge bundle's one-op models with LiteRT (format: docs/latency.md, edge bundle).
+
+    python3 DIR/edge_profile.py DIR [-o result.json] [--threads N] [--resolver default|builtin] [--device NAME]
+
+The one timing loop of tfcompress. This file is copied into every bundle and
+runs as a plain script on the device, so it imports only the standard library,
+numpy and the LiteRT interpreter (`ai_edge_litert`, or `tflite_runtime` on old
+images): never TensorFlow or tfcompress. Keep it Python 3.9 compatible. In
+tfcompress it is the lowest layer: `tfcompress.runtime` takes its runtime and
+resolver tables from here, and the desktop profiler (`tfcompress.hardware.measure`)
+writes a bundle and calls `run_bundle` in process, so a kernel is timed the same
+way on both sides. It is kept whole (over the ~500-line guideline) because a
+device gets exactly this one file and nothing else.
+
+The result is rewritten atomically after every kernel; running the same
+command again skips the kernels already measured (resume after an interrupt).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import importlib
+import inspect
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+
+BUNDLE_SCHEMA = "tfcompress.edge_bundle/1"
+RESULT_SCHEMA = "tfcompress.edge_result/1"
+RESULT_NAME = "result.json"
+
+RUNTIMES: tuple[tuple[str, str], ...] = (
+    ("ai_edge_litert.interpreter", "ai-edge-litert"),
+    ("tflite_runtime.interpreter", "tflite-runtime"),
+)
+"""(interpreter module, pip package), the first importable one is used."""
+
+RESOLVERS: dict[str, str] = {
+    "default": "AUTO",  # builtin kernels + the default XNNPACK delegate
+    "builtin": "BUILTIN_WITHOUT_DEFAULT_DELEGATES",  # optimized builtin kernels, no XNNPACK delegate
+}
+"""Resolver names users see -> OpResolverType member names."""
+
+DELEGATES: dict[str, str] = {"default": "XNNPACK", "builtin": "none"}
+
+WARMUP = 10
+RUNS = 50
+BUDGET_S = 0.5
+MIN_RUNS = 7
+OVERHEAD_RUNS = 200
+OVERHEAD_BUDGET_S = 0.3
+OVERHEAD_REPEATS = 5
+
+# An existing result is resumed only if it was measured in the same configuration.
+_RESUME_FIELDS = ("bundle_sha256", "device", "machine", "runtime", "delegate", "threads")
+
+
+class EdgeError(Exception):
+    """A problem the user can fix (bad bundle, no runtime, unusable output): one line + a hint.
+
+    The device-side twin of `tfcompress.errors.TfcompressError` (this file cannot import tfcompress).
+    """
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(f"{message} ({hint})" if hint else message)
+        self.message, self.hint = message, hint
+
+
+# ------------------------------------------------------------------ runtime
+
+
+def load_runtime() -> tuple[Any, str, str]:
+    """(interpreter module, package, version) of the first importable LiteRT runtime.
+
+    Raises:
+        ImportError: neither ai-edge-litert nor tflite-runtime is installed.
+    """
+    from importlib import metadata
+
+    for module_name, package in RUNTIMES:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        try:
+            version = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            version = "unknown"
+        return module, package, version
+    raise ImportError("no LiteRT runtime: pip install ai-edge-litert")
+
+
+def _resolver_kwargs(module: Any, resolver: str) -> dict[str, Any]:
+    """`experimental_op_resolver_type=...` where this runtime has it (old ones may not)."""
+    if resolver not in RESOLVERS:
+        raise EdgeError(f"unknown resolver {resolver!r}", f"use one of {', '.join(RESOLVERS)}")
+    types = getattr(module, "OpResolverType", None)
+    member = getattr(types, RESOLVERS[resolver], None) if types is not None else None
+    try:
+        accepted = "experimental_op_resolver_type" in inspect.signature(module.Interpreter).parameters
+    except (TypeError, ValueError):  # a signature inspect cannot read: trust OpResolverType
+        accepted = types is not None
+    if member is not None and accepted:
+        return {"experimental_op_resolver_type": member}
+    if resolver != "default":
+        raise EdgeError(f"this LiteRT runtime cannot select the {resolver!r} op resolver",
+                        "upgrade it (pip install -U ai-edge-litert) or use --resolver default")
+    return {}
+
+
+def create_interpreter(module: Any, content: bytes, *, num_threads: int = 1, resolver: str = "default") -> Any:
+    """An allocated `module.Interpreter` for .tflite bytes (resolver: a key of RESOLVERS)."""
+    interpreter = module.Interpreter(model_content=content, num_threads=num_threads,
+                                     **_resolver_kwargs(module, resolver))
+    interpreter.allocate_tensors()
+    return interpreter
+
+
+@contextlib.contextmanager
+def _quiet_native(enabled: bool = True) -> Iterator[None]:
+    """Hide what the native runtime prints on fd 2 ("INFO: Created TensorFlow Lite XNNPACK delegate...")."""
+    if not enabled:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+# ------------------------------------------------------------------ timing
+
+
+def fill_inputs(interpreter: Any, seed: int) -> None:
+    """Set every input to random values from `numpy.random.default_rng(seed)`.
+
+    PCG64 is platform independent, so the same seed gives the same inputs on
+    every machine (needed for the cross-platform output check).
+    """
+    rng = np.random.default_rng(seed)
+    for d in interpreter.get_input_details():
+        dt = np.dtype(d["dtype"])
+        shape = tuple(int(s) for s in d["shape"])
+        if dt == np.bool_:
+            x = rng.integers(0, 1, size=shape, endpoint=True).astype(dt)
+        elif np.issubdtype(dt, np.integer):
+            info = np.iinfo(dt)
+            x = rng.integers(info.min, info.max, size=shape, endpoint=True).astype(dt)
+        else:
+            x = rng.standard_normal(shape).astype(dt)
+        interpreter.set_tensor(d["index"], x)
+
+
+def time_invoke(
+    interpreter: Any, warmup: int = WARMUP, runs: int = RUNS, budget_s: float = BUDGET_S
+) -> tuple[float, float, int]:
+    """(median ms, MAD ms, runs kept) of `invoke()` after 3-MAD outlier rejection.
+
+    Times up to `runs` invokes, stopping after `budget_s` once MIN_RUNS are
+    done. The MAD is scaled by 1.4826 (a standard deviation for normal noise).
+    """
+    for _ in range(warmup):
+        interpreter.invoke()
+    times: list[float] = []
+    deadline = time.perf_counter() + budget_s
+    while len(times) < runs and (len(times) < MIN_RUNS or time.perf_counter() < deadline):
+        t0 = time.perf_counter()
+        interpreter.invoke()
+        times.append((time.perf_counter() - t0) * 1e3)
+    arr = np.asarray(times)
+    med = float(np.median(arr))
+    mad = float(np.median(np.abs(arr - med))) * 1.4826
+    kept = arr[np.abs(arr - med) <= 3 * mad + 1e-9] if mad > 0 else arr
+    return float(np.median(kept)), mad, int(kept.size)
+
+
+def time_overhead(interpreter: Any, warmup: int = WARMUP, repeats: int = OVERHEAD_REPEATS) -> float:
+    """Per-invoke overhead in ms: the best of `repeats` medians of the near-empty model."""
+    return min(time_invoke(interpreter, warmup, OVERHEAD_RUNS, OVERHEAD_BUDGET_S)[0] for _ in range(repeats))
+
+
+def output_sha256(interpreter: Any) -> str:
+    """sha256 of the concatenated bytes of all outputs (call after `invoke()`)."""
+    h = hashlib.sha256()
+    for d in interpreter.get_output_details():
+        h.update(np.ascontiguousarray(interpreter.get_tensor(d["index"])).tobytes())
+    return h.hexdigest()
+
+
+# ------------------------------------------------------------------ bundle
+
+
+def read_bundle(bundle_dir: str | os.PathLike[str]) -> tuple[dict[str, Any], str]:
+    """(bundle.json, sha256 of its bytes), validated.
+
+    Raises:
+        EdgeError: the folder or its bundle.json is missing or not an edge bundle.
+    """
+    root = Path(bundle_dir)
+    hint = "give the folder written by the desktop's bundle export"
+    if not root.is_dir():
+        raise EdgeError(f"bundle folder {root} does not exist" if not root.exists()
+                        else f"{root} is not a folder", hint)
+    path = root / "bundle.json"
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise EdgeError(f"{root} has no bundle.json: not an edge bundle", hint) from None
+    except OSError as exc:
+        raise EdgeError(f"cannot read {path}: {exc.strerror or exc}", hint) from None
+    try:
+        bundle = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise EdgeError(f"{path} is not valid JSON: {exc}", "export the bundle again") from None
+    if not isinstance(bundle, dict) or bundle.get("schema") != BUNDLE_SCHEMA:
+        schema = bundle.get("schema") if isinstance(bundle, dict) else None
+        raise EdgeError(f"{path} is not an edge bundle (schema {schema!r}, expected {BUNDLE_SCHEMA!r})", hint)
+    problem = _bundle_problem(bundle, root)
+    if problem:
+        raise EdgeError(f"{path} is malformed: {problem}", "export the bundle again")
+    return bundle, hashlib.sha256(raw).hexdigest()
+
+
+def _bundle_problem(bundle: dict[str, Any], root: Path) -> str:
+    """What is wrong with a bundle.json of the right schema ('' when nothing)."""
+    kernels = bundle.get("kernels")
+    if not isinstance(kernels, list):
+        return "'kernels' is not a list"
+    for i, k in enumerate(kernels):
+        if not (isinstance(k, dict) and isinstance(k.get("digest"), str) and isinstance(k.get("file"), str)
+                and isinstance(k.get("key"), dict) and isinstance(k["key"].get("op"), str)):
+            return f"kernels[{i}] needs a digest, a file and a key with an op"
+        try:
+            int(k["digest"][:8], 16)
+        except ValueError:
+            return f"kernels[{i}] digest {k['digest']!r} is not hexadecimal"
+    overhead = bundle.get("overhead_model")
+    if not isinstance(overhead, str) or not (root / overhead).is_file():
+        return f"overhead model {overhead!r} is missing"
+    threads = bundle.get("threads", 1)
+    if not isinstance(threads, int) or threads < 1:
+        return f"threads {threads!r} is not a positive integer"
+    return ""
+
+
+def describe_key(key: dict[str, Any]) -> str:
+    """'CONV_2D 16x16x8->16x16x16 k3x3 s1 SAME RELU6', 'MUL 8x8x16,1x1x16->8x8x16' from a KernelKey's JSON."""
+    def dims(shape: Any) -> str:
+        return "x".join(str(d) for d in list(shape or [])[1:]) or "scalar"
+
+    operands = dims(key.get("in_shape")) + (f",{dims(key['extra'])}" if key.get("extra") else "")
+    parts = [str(key.get("op", "?")), f"{operands}->{dims(key.get('out_shape'))}"]
+    kernel, stride = key.get("kernel") or [0, 0], key.get("stride") or [0, 0]
+    if any(kernel):
+        parts.append(f"k{kernel[0]}x{kernel[1]} s{stride[0]} {key.get('padding', '')}".strip())
+    if key.get("activation"):
+        parts.append(str(key["activation"]))
+    return " ".join(parts)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}"[:300] if text else type(exc).__name__
+
+
+def _write_json_atomic(path: Path, obj: Any) -> None:
+    """Temp file in the same folder + os.replace: readers never see half a file."""
+    fd, tmp = tempfile.mkstemp(dir=str(path.parent), prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=1)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)
+        os.replace(tmp, str(path))
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _previous_result(out: Path, header: dict[str, Any]) -> dict[str, Any] | None:
+    """The existing result at `out` to resume, None when there is none.
+
+    Raises:
+        EdgeError: `out` holds something else (another bundle, device or setting):
+            it is not overwritten, since it may be a measurement made elsewhere.
+    """
+    if not out.exists():
+        return None
+    hint = "pass -o NEW.json, or delete it to measure again"
+    try:
+        old = json.loads(out.read_text())
+    except (OSError, ValueError) as exc:
+        raise EdgeError(f"{out} exists and is not readable JSON ({_one_line(exc)})", hint) from None
+    if not isinstance(old, dict) or old.get("schema") != RESULT_SCHEMA or not isinstance(old.get("kernels"), list):
+        raise EdgeError(f"{out} exists and is not an edge result", hint)
+    for field in _RESUME_FIELDS:
+        if old.get(field) != header[field]:
+            raise EdgeError(f"{out} holds a result for another run ({field} {old.get(field)!r}, "
+                            f"this run {header[field]!r})", hint)
+    return old
+
+
+def run_bundle(
+    bundle_dir: str | os.PathLike[str],
+    out_path: str | os.PathLike[str] | None = None,
+    threads: int | None = None,
+    resolver: str = "default",
+    device: str | None = None,
+    *,
+    warmup: int = WARMUP,
+    runs: int = RUNS,
+    budget_s: float = BUDGET_S,
+    command: str = "",
+    log: Callable[[str], None] | None = None,
+    quiet_native: bool = True,
+    overhead_ms: float | None = None,
+    stop_after_s: float | None = None,
+    on_result: Callable[[str, dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Time every kernel of a bundle; returns the result (also written to `out_path`).
+
+    Args:
+        bundle_dir: the folder with bundle.json.
+        out_path: the result file (default DIR/result.json). Rewritten after
+            every kernel; an existing one of the same bundle and setting is resumed.
+        threads: interpreter threads (default: the bundle's).
+        resolver: "default" (XNNPACK) or "builtin" (no delegate).
+        device: the device name stored in the result (default: the host name).
+        log: receives one progress line per kernel.
+        quiet_native: hide the runtime's own log lines.
+        overhead_ms: the per-invoke overhead when it is already known (the desktop
+            profiler times it once per cache); None: time it on the overhead model.
+        stop_after_s: stop once this many seconds have passed (what was measured is saved).
+        on_result: called as ("kernel" | "model", record) after each kernel or model is measured.
+
+    Raises:
+        EdgeError: bad bundle, no runtime, or an output that belongs to another run.
+    """
+    say = log or (lambda line: None)
+    root = Path(bundle_dir)
+    bundle, bundle_sha = read_bundle(root)
+    out = Path(out_path) if out_path is not None else root / RESULT_NAME
+    if not out.parent.is_dir():
+        raise EdgeError(f"output folder {out.parent} does not exist", "create it or pass another -o")
+    try:
+        module, package, version = load_runtime()
+    except ImportError:
+        raise EdgeError("no LiteRT runtime installed",
+                        "pip install ai-edge-litert (or tflite-runtime on old systems)") from None
+    threads = int(bundle.get("threads", 1)) if threads is None else int(threads)
+    if threads < 1:
+        raise EdgeError(f"--threads {threads} is not a positive number", "use --threads 1 or more")
+    _resolver_kwargs(module, resolver)  # an unusable resolver fails before any timing
+
+    def make(content: bytes) -> Any:
+        with _quiet_native(quiet_native):
+            return create_interpreter(module, content, num_threads=threads, resolver=resolver)
+
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    result: dict[str, Any] = {
+        "schema": RESULT_SCHEMA,
+        "bundle_sha256": bundle_sha,
+        "device": device or platform.node() or "unknown",
+        "machine": platform.machine(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "runtime": f"{package} {version}",
+        "delegate": DELEGATES[resolver],
+        "threads": threads,
+        "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": command,
+        "load_average": round(load, 2) if load is not None else None,
+        "overhead_ms": 0.0,
+        "kernels": [],
+        "models": [],
+        "failed": [],
+    }
+    kernels: list[dict[str, Any]] = bundle["kernels"]
+    models: list[dict[str, Any]] = bundle.get("models", [])  # whole models: the profile's calibration
+    old = _previous_result(out, result)
+    done: dict[str, dict[str, Any]] = {}
+    done_models: dict[str, dict[str, Any]] = {}
+    if old is not None:
+        result.update({k: old[k] for k in ("measured_at", "command", "load_average", "overhead_ms") if k in old})
+        wanted = {k["digest"] for k in kernels}
+        done = {k["digest"]: k for k in old["kernels"] if isinstance(k, dict) and k.get("digest") in wanted}
+        wanted_models = {m["sha256"] for m in models}
+        done_models = {m["sha256"]: m for m in old.get("models", [])
+                       if isinstance(m, dict) and m.get("sha256") in wanted_models}
+        say(f"resuming {out}: {len(done)} of {len(kernels)} kernels measured before")
+    elif overhead_ms is not None:
+        result["overhead_ms"] = float(overhead_ms)
+    else:
+        say(f"{len(kernels)} kernels, {result['runtime']}, delegate {result['delegate']}, "
+            f"{threads} thread(s) -> {out}")
+        try:
+            interp = make((root / bundle["overhead_model"]).read_bytes())
+            fill_inputs(interp, 0)
+            result["overhead_ms"] = time_overhead(interp, warmup)
+        except EdgeError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the runtime raises ValueError, RuntimeError, ...
+            raise EdgeError(f"cannot run the overhead model: {_one_line(exc)}",
+                            "check the LiteRT installation (python3 -c 'import ai_edge_litert')") from None
+        say(f"per-invoke overhead {result['overhead_ms']:.4f} ms")
+    overhead = float(result["overhead_ms"])
+
+    measured: dict[str, dict[str, Any]] = dict(done)
+    measured_models: dict[str, dict[str, Any]] = dict(done_models)
+    failed: dict[str, str] = {}
+
+    def save() -> None:
+        result["kernels"] = [measured[k["digest"]] for k in kernels if k["digest"] in measured]
+        result["models"] = [measured_models[m["sha256"]] for m in models if m["sha256"] in measured_models]
+        result["failed"] = [{"digest": k["digest"], "error": failed[k["digest"]]}
+                            for k in kernels if k["digest"] in failed]
+        result["failed"] += [{"digest": m["sha256"], "error": failed[m["sha256"]]}
+                             for m in models if m["sha256"] in failed]
+        try:
+            _write_json_atomic(out, result)
+        except OSError as exc:
+            raise EdgeError(f"cannot write {out}: {exc.strerror or exc}", "check free space and permissions") from None
+
+    def time_file(file: str, ident: str) -> tuple[float, float, int, str]:
+        """(median, MAD, runs kept, output sha256) of one model of the bundle, inputs seeded by `ident`."""
+        interp = make((root / file).read_bytes())
+        fill_inputs(interp, int(ident[:8], 16))
+        interp.invoke()
+        sha = output_sha256(interp)
+        return (*time_invoke(interp, warmup, runs, budget_s), sha)
+
+    work = [(e["digest"], f"[{n}/{len(kernels)}] {describe_key(e['key'])}", e, measured)
+            for n, e in enumerate(kernels, 1)]
+    work += [(e["sha256"], f"[model {n}/{len(models)}] {e['name']}", e, measured_models)
+             for n, e in enumerate(models, 1)]
+    stop_at = None if stop_after_s is None else time.perf_counter() + stop_after_s
+    for ident, what, entry, into in work:
+        if ident in into:
+            continue
+        if stop_at is not None and time.perf_counter() > stop_at:
+            say("time budget spent: stopping (run again to measure the rest)")
+            break
+        try:
+            median, mad, kept, sha = time_file(entry["file"], ident)
+        except EdgeError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - one broken kernel or model must not stop the run
+            failed[ident] = _one_line(exc)
+            say(f"{what} FAILED: {failed[ident]}")
+        else:
+            if into is measured:
+                into[ident] = {"digest": ident, "key": entry["key"], "ms": max(median - overhead, 0.0),
+                               "raw_ms": median, "runs": kept, "spread_ms": mad, "output_sha256": sha}
+            else:  # a whole model: its latency includes the per-invoke overhead
+                into[ident] = {"name": entry["name"], "sha256": ident, "ms": median, "runs": kept,
+                               "spread_ms": mad, "output_sha256": sha, "kernels": entry["kernels"]}
+            say(f"{what} {median:.4f} ms")
+            if on_result is not None:
+                on_result("kernel" if into is measured else "model", into[ident])
+        save()
+    save()
+    say(f"done: {len(result['kernels'])} kernels and {len(result['models'])} models measured, "
+        f"{len(result['failed'])} failed -> {out}")
+    return result
+
+
+# ------------------------------------------------------------------ CLI
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="edge_profile.py",
+        description="Time the one-op models of a tfcompress edge bundle with LiteRT on this device.",
+        epilog="Copy the result file back to the desktop. Interrupted? Run the same command again: "
+               "kernels already measured are kept.",
+    )
+    p.add_argument("bundle", metavar="DIR", help="the bundle folder (with bundle.json)")
+    p.add_argument("-o", "--output", metavar="OUT", help=f"result file (default DIR/{RESULT_NAME})")
+    p.add_argument("--threads", type=int, default=None, help="interpreter threads (default: the bundle's)")
+    p.add_argument("--resolver", choices=sorted(RESOLVERS), default="default",
+                   help="default: XNNPACK delegate; builtin: builtin kernels only")
+    p.add_argument("--device", metavar="NAME", help="device name stored in the result (default: host name)")
+    p.add_argument("--runs", type=int, default=RUNS, help=f"timed invokes per kernel, at most (default {RUNS})")
+    p.add_argument("--warmup", type=int, default=WARMUP, help=f"untimed invokes first (default {WARMUP})")
+    p.add_argument("-v", "--verbose", action="store_true", help="show the runtime's own log lines")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point; returns the exit code (2: bad bundle or setting, 130: interrupted)."""
+    args = _parser().parse_args(argv)
+    command = " ".join(["python3", *sys.argv] if argv is None else ["edge_profile.py", *argv])
+
+    def say(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    if args.runs < 1 or args.warmup < 0:
+        say("edge_profile.py: error: --runs must be >= 1 and --warmup >= 0")
+        return 2
+    try:
+        run_bundle(args.bundle, args.output, args.threads, args.resolver, args.device, warmup=args.warmup,
+                   runs=args.runs, command=command, log=say, quiet_native=not args.verbose)
+    except EdgeError as exc:
+        say(f"edge_profile.py: error: {exc}")
+        return 2
+    except KeyboardInterrupt:
+        say("edge_profile.py: interrupted; what was measured is saved: run the same command again to resume")
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

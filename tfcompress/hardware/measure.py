@@ -1,0 +1,305 @@
+"""Time kernels on this machine: one-op int8 models in an edge bundle, timed by the device script's loop.
+
+    selection = select_kernels([model, "m.tflite"])      # measurable keys, most frequent first
+    measured = measure(selection.keys, [("m", content)], cache_dir="cache/", threads=1)
+    measured.kernels, measured.models, measured.overhead_ms   # edge result records
+
+There is one timing loop: `tfcompress.edge.edge_profile.run_bundle`, the script a
+device runs. Here the same bundle (`write_bundle`, also what
+`bundle.export_bundle` ships) is written to a temporary folder and that loop
+runs in process, in batches, so that converting and timing alternate and
+progress shows. Each measured kernel and whole model is written to the cache
+folder as it completes (file name = content hash + runtime + threads): an
+interrupted build resumes, and a build with other models times only new keys.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from tfcompress.edge import edge_profile
+from tfcompress._version import __version__
+from tfcompress.edge.edge_profile import BUNDLE_SCHEMA, EdgeError
+from tfcompress.errors import TfcompressError
+from tfcompress.hardware.kernels import KernelKey, kernels_of, to_tflite
+from tfcompress.hardware.ops import MEASURABLE_OPS, kernel_model
+
+__all__ = ["OVERHEAD_KEY", "KernelSelection", "Timing", "Measured", "kernel_tflite", "kernel_tflites",
+           "overhead_model_bytes", "source_name", "select_kernels", "time_tflite", "write_bundle", "measure"]
+
+OVERHEAD_KEY = KernelKey(op="ADD", dtype="int8", in_shape=(1, 1, 1, 1), out_shape=(1, 1, 1, 1),
+                         extra=(1, 1, 1, 1))
+"""The near-empty model whose invoke time is the per-invoke overhead."""
+
+BATCH = 8
+"""Kernels converted, then timed, per bundle."""
+
+Progress = Callable[[int, int, KernelKey], None]
+
+
+# ------------------------------------------------------------------ one-op models
+
+
+def kernel_tflite(key: KernelKey) -> bytes:
+    """The int8 .tflite of the one-op model of `key`."""
+    from tfcompress.export.converter import convert_int8_random
+
+    return convert_int8_random(kernel_model(key), what=f"the one-op model of {key.describe()}")
+
+
+def overhead_model_bytes() -> bytes:
+    """The int8 .tflite of `OVERHEAD_KEY` (one ADD of two 1-element tensors)."""
+    return kernel_tflite(OVERHEAD_KEY)
+
+
+def kernel_tflites(
+    keys: Sequence[KernelKey], on_progress: Progress | None = None
+) -> tuple[list[tuple[KernelKey, bytes]], list[tuple[KernelKey, str]]]:
+    """(key, .tflite) of each key, and (key, why) of those the converter cannot reproduce."""
+    done: list[tuple[KernelKey, bytes]] = []
+    failed: list[tuple[KernelKey, str]] = []
+    for n, key in enumerate(keys, 1):
+        try:
+            done.append((key, kernel_tflite(key)))
+        except Exception as exc:  # noqa: BLE001 - a key the converter cannot reproduce is left to the regression
+            failed.append((key, f"one-op model failed: {' '.join(str(exc).split())[:200]}"))
+        if on_progress is not None:
+            on_progress(n, len(keys), key)
+    return done, failed
+
+
+def source_name(source: Any, index: int) -> str:
+    """A short name for a source model: the file name, the Keras model's name, else model<index>."""
+    if isinstance(source, (str, os.PathLike)):
+        return Path(source).name
+    name = getattr(source, "name", None)
+    return str(name) if isinstance(name, str) else f"model{index}"
+
+
+@dataclass(frozen=True)
+class KernelSelection:
+    """The kernels of some sources: what can be timed, in measuring order, and what cannot."""
+
+    keys: tuple[KernelKey, ...]  # measurable: most frequent first, then most MACs
+    skipped: tuple[tuple[KernelKey, str], ...]  # (key, why it is not timed), same order
+
+
+def select_kernels(sources: Iterable[Any]) -> KernelSelection:
+    """Collect the kernel keys of `sources` (Keras models, .tflite bytes / paths, KernelKeys); split off the rest."""
+    counts: Counter[KernelKey] = Counter()
+    for src in sources:
+        if isinstance(src, KernelKey):
+            counts[src] += 1
+        else:
+            counts.update(u.key for u in kernels_of(to_tflite(src)))
+    keys: list[KernelKey] = []
+    skipped: list[tuple[KernelKey, str]] = []
+    for k in sorted(counts, key=lambda k: (-counts[k], -k.macs, k)):
+        if k.op not in MEASURABLE_OPS:
+            skipped.append((k, f"no one-op model for {k.op}; predicted by regression"))
+        elif k.dtype != "int8":
+            skipped.append((k, f"computes in {k.dtype}; only int8 kernels are timed"))
+        else:
+            keys.append(k)
+    return KernelSelection(tuple(keys), tuple(skipped))
+
+
+# ------------------------------------------------------------------ timing
+
+
+@dataclass(frozen=True)
+class Timing:
+    median_ms: float
+    mad_ms: float
+    runs: int  # kept after outlier rejection
+
+
+def time_tflite(
+    content: bytes, *, threads: int = 1, warmup: int = 10, runs: int = 50, budget_s: float = 0.5, seed: int = 0
+) -> Timing:
+    """Median invoke() time of one .tflite on random inputs (the bundle loop's timing functions)."""
+    from tfcompress.runtime import make_interpreter
+
+    interp = make_interpreter(content, num_threads=threads)
+    edge_profile.fill_inputs(interp, seed)
+    return Timing(*edge_profile.time_invoke(interp, warmup, runs, budget_s))
+
+
+# ------------------------------------------------------------------ bundles
+
+
+def write_bundle(
+    root: Path,
+    kernels: Sequence[tuple[KernelKey, bytes]],
+    models: Sequence[tuple[str, bytes]],
+    *,
+    overhead: bytes,
+    threads: int = 1,
+    command: str = "",
+) -> dict[str, Any]:
+    """Write bundle.json, models/ and edge_profile.py into the existing folder `root`; returns bundle.json."""
+    folder = root / "models"
+    folder.mkdir()
+    listed = []
+    for key, content in kernels:
+        digest = key.digest()
+        (folder / f"{digest}.tflite").write_bytes(content)
+        listed.append({"digest": digest, "file": f"models/{digest}.tflite", "key": key.to_json()})
+    whole = []
+    for name, content in models:
+        sha = hashlib.sha256(content).hexdigest()
+        (folder / f"model-{sha[:16]}.tflite").write_bytes(content)
+        whole.append({"name": name, "sha256": sha, "file": f"models/model-{sha[:16]}.tflite",
+                      "kernels": [u.key.to_json() for u in kernels_of(content)]})
+    (folder / "overhead.tflite").write_bytes(overhead)
+    bundle = {
+        "schema": BUNDLE_SCHEMA,
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created_by": f"tfcompress {__version__}",
+        "command": command,
+        "threads": threads,
+        "overhead_model": "models/overhead.tflite",
+        "kernels": listed,
+        "models": whole,
+    }
+    (root / "bundle.json").write_text(json.dumps(bundle, indent=1) + "\n")
+    shutil.copyfile(edge_profile.__file__, root / "edge_profile.py")
+    return bundle
+
+
+# ------------------------------------------------------------------ measuring here
+
+
+@dataclass(frozen=True)
+class Measured:
+    """What `measure` found, cached or timed now, as edge result records (docs/latency.md)."""
+
+    runtime: str
+    overhead_ms: float
+    kernels: tuple[tuple[KernelKey, dict[str, Any]], ...]  # {digest, key, ms, runs, spread_ms, ...}, keys' order
+    models: tuple[dict[str, Any], ...]  # {name, sha256, ms, runs, spread_ms, kernels, ...}, models' order
+
+
+def _cached(path: Path, *fields: str) -> dict[str, Any] | None:
+    """A cache file's record when it has `fields`; None when it is missing or unusable (measured again)."""
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and all(f in record for f in fields) else None
+
+
+def _write(path: Path, record: dict[str, Any]) -> None:
+    from tfcompress.files import atomic_writer
+
+    with atomic_writer(path, "w") as f:
+        json.dump(record, f, indent=1)
+        f.write("\n")
+
+
+def measure(
+    keys: Sequence[KernelKey],
+    models: Sequence[tuple[str, bytes]] = (),
+    *,
+    cache_dir: str | os.PathLike[str],
+    threads: int = 1,
+    time_budget_s: float | None = None,
+    command: str = "",
+    on_progress: Progress | None = None,
+) -> Measured:
+    """Time `keys` (one-op models) and `models` (name, .tflite) whole, reusing and filling the cache.
+
+    Args:
+        time_budget_s: stop timing kernels after this many seconds (whole models are always timed).
+        on_progress: called as (done, total, key) after each kernel timed now (cached ones are not).
+
+    Raises:
+        TfcompressError: no LiteRT runtime, or the bundle loop failed.
+    """
+    from tfcompress.runtime import runtime_version
+
+    runtime = runtime_version()
+    tag = f"{runtime.replace(' ', '_')}-t{threads}"
+    cache = Path(cache_dir)
+    cache.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+
+    def kernel_file(key: KernelKey) -> Path:
+        return cache / f"{key.digest()}-{tag}.json"
+
+    def model_file(sha: str) -> Path:
+        return cache / f"model-{sha[:24]}-{tag}.json"
+
+    found = {k: r for k in keys if (r := _cached(kernel_file(k), "ms", "runs", "spread_ms")) is not None}
+    todo = [k for k in keys if k not in found]
+    whole = [(name, content, hashlib.sha256(content).hexdigest()) for name, content in models]
+    found_models: dict[str, dict[str, Any]] = {}
+    for name, content, sha in whole:
+        record = _cached(model_file(sha), "ms")
+        if record is not None:
+            if "kernels" not in record:  # caches written before bundles held only name and ms
+                record["kernels"] = [u.key.to_json() for u in kernels_of(content)]
+            found_models[sha] = {**record, "name": name, "sha256": sha}
+    overhead_record = _cached(cache / f"overhead-{tag}.json", "ms")
+    overhead = float(overhead_record["ms"]) if overhead_record else None
+    by_digest = {k.digest(): k for k in todo}
+    timed = 0
+
+    def remember(kind: str, record: dict[str, Any]) -> None:
+        nonlocal timed
+        if kind == "kernel":
+            key = by_digest[record["digest"]]
+            _write(kernel_file(key), record)
+            found[key] = record
+            timed += 1
+            if on_progress is not None:
+                on_progress(timed, len(todo), key)
+        else:
+            _write(model_file(record["sha256"]), record)
+            found_models[record["sha256"]] = record
+
+    def run(kernel_models: Sequence[tuple[KernelKey, bytes]], model_list: Sequence[tuple[str, bytes]],
+            stop_after_s: float | None) -> None:
+        nonlocal overhead
+        with tempfile.TemporaryDirectory(dir=cache, prefix=".bundle-") as tmp:
+            write_bundle(Path(tmp), kernel_models, model_list, overhead=overhead_model_bytes(), threads=threads,
+                         command=command)
+            try:
+                result = edge_profile.run_bundle(tmp, Path(tmp) / edge_profile.RESULT_NAME, threads,
+                                                 overhead_ms=overhead, stop_after_s=stop_after_s, on_result=remember)
+            except EdgeError as exc:
+                raise TfcompressError(exc.message, exc.hint) from None
+        if overhead is None:
+            overhead = float(result["overhead_ms"])
+            _write(cache / f"overhead-{tag}.json", {"ms": overhead})
+
+    def left() -> float | None:
+        return None if time_budget_s is None else time_budget_s - (time.perf_counter() - started)
+
+    for i in range(0, len(todo), BATCH):
+        if (budget := left()) is not None and budget <= 0:
+            break
+        converted, _failed = kernel_tflites(todo[i:i + BATCH])  # failed: left to the regression, as unmeasured
+        if converted and ((budget := left()) is None or budget > 0):
+            run(converted, (), budget)
+    missing = [(name, content) for name, content, sha in whole if sha not in found_models]
+    if missing or overhead is None:
+        run((), missing, None)
+    assert overhead is not None
+    return Measured(
+        runtime=runtime,
+        overhead_ms=overhead,
+        kernels=tuple((k, found[k]) for k in keys if k in found),
+        models=tuple(found_models[sha] for _, _, sha in whole if sha in found_models),
+    )

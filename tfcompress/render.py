@@ -1,0 +1,106 @@
+"""Terminal tables for reports (rich): the conversion summary, the op table, the per-stage table."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from tfcompress.export.report import ConvertReport
+from tfcompress.report import CompressReport
+
+
+def human_bytes(n: int) -> str:
+    """'96,656 B (94.4 KiB)'."""
+    return f"{n:,} B ({n / 1024:.1f} KiB)" if n >= 1024 else f"{n:,} B"
+
+
+def render(report: ConvertReport, console: Any) -> None:
+    """Print the report as rich tables."""
+    from rich.table import Table
+
+    summary = Table(title=f"tfcompress convert: {report.model} -> {report.mode}", show_header=False, title_justify="left")
+    summary.add_column(style="bold")
+    summary.add_column()
+    summary.add_row("source", f"{report.source_format}" + (f"  {report.source_path}" if report.source_path else ""))
+    summary.add_row("output", report.output or "(in memory)")
+    summary.add_row("I/O dtypes", ", ".join(report.io_dtypes))
+    summary.add_row("weights", ", ".join(report.weight_dtypes) or "-")
+    size = report.size
+    summary.add_row("size", f"{human_bytes(size.tflite_bytes)}, gzip {human_bytes(size.gzip_bytes)}")
+    if size.bytes_per_param:
+        summary.add_row("bytes / parameter", f"{size.bytes_per_param:.3f} ({size.source_params:,} parameters)")
+    cal = report.calibration
+    summary.add_row("calibration", f"{cal.samples} samples from {cal.source or '-'}")
+    summary.add_row("float ops", "; ".join(report.float_ops) if report.float_ops else "none")
+    summary.add_row("convert time", f"{report.convert_seconds:.2f} s")
+    for note in report.notes:
+        summary.add_row("note", note)
+    v = report.verify
+    if v is not None:
+        held = "held-out" if v.held_out else "calibration (not held out)"
+        summary.add_row("verified on", f"{v.samples} {held} samples, {v.runtime}, resolver {v.resolver}")
+        if v.accuracy is not None:
+            a = v.accuracy
+            summary.add_row(
+                "accuracy",
+                f"source {100 * a.source:.2f}%  tflite {100 * a.tflite:.2f}%  ({a.delta_pp:+.2f} pp, {a.samples} labelled)",
+            )
+        for o in v.outputs:
+            agree = f", top-1 agreement {100 * o.top1_agreement:.2f}%" if o.top1_agreement is not None else ""
+            snr = "inf" if not math.isfinite(o.snr_db) else f"{o.snr_db:.1f}"
+            summary.add_row(f"output {o.name}", f"SNR {snr} dB, max |err| {o.max_abs_error:.4g}{agree}")
+        lat = v.latency
+        summary.add_row(
+            "host latency",
+            f"median {lat.median_ms:.3f} ms, p90 {lat.p90_ms:.3f} ms ({lat.runs} runs, {lat.threads} thread(s))",
+        )
+        for note in v.notes:
+            summary.add_row("note", note)
+    p = report.predicted_latency
+    if p is not None:
+        summary.add_row(
+            "predicted latency",
+            f"{p.total_ms:.3f} ms on '{p.device}' ({p.runtime}, {p.delegate}, {p.threads} thread(s); "
+            f"{100 * p.lut_hit_rate:.0f}% of ops measured in its LUT)",
+        )
+    console.print(summary)
+
+    ops = Table(title="ops", title_justify="left")
+    for col in ("op", "inputs", "outputs", "count"):
+        ops.add_column(col, justify="right" if col == "count" else "left")
+    for row in report.op_table:
+        ops.add_row(row.op, ", ".join(row.input_dtypes), ", ".join(row.output_dtypes), str(row.count))
+    console.print(ops)
+
+
+def render_stages(report: CompressReport, console: Any) -> None:
+    """The per-stage table of a `compress` run (and read-back weight statistics)."""
+    from rich.table import Table
+
+    table = Table(title=f"recipe {report.recipe.name}: after each stage", title_justify="left")
+    for col in ("stage", "epochs", "float acc", "int8 acc", ".tflite B", "gzip B", "latency ms", "predicted ms", "sparsity", "max unique", "s"):
+        table.add_column(col, justify="left" if col == "stage" else "right")
+
+    def pct(v: float | None) -> str:
+        return "-" if v is None else f"{100 * v:.2f}%"
+
+    for s in report.stages:
+        table.add_row(
+            f"{s.index} {s.technique}", str(s.epochs), pct(s.float_accuracy), pct(s.int8_accuracy),
+            f"{s.tflite_bytes:,}" if s.tflite_bytes else "-", f"{s.gzip_bytes:,}" if s.gzip_bytes else "-",
+            f"{s.latency_ms:.3f}" if s.latency_ms is not None else "-",
+            f"{s.predicted_ms:.3f}" if s.predicted_ms is not None else "-", f"{100 * s.mean_sparsity:.1f}%",
+            str(s.max_unique), f"{s.seconds:.0f}",
+        )
+    console.print(table)
+
+    if report.weights:
+        weights = Table(title="weights read back from the .tflite", title_justify="left")
+        for col in ("tensor", "op", "shape", "encoding", "zeros", "unique / channel", "stored B"):
+            weights.add_column(col, justify="left" if col in ("tensor", "op", "encoding") else "right")
+        for w in report.weights:
+            weights.add_row(
+                w.tensor[-40:], w.op_type, "x".join(map(str, w.shape)), w.encoding, f"{100 * w.zeros:.1f}%",
+                str(w.unique_per_channel), f"{w.stored_bytes:,}",
+            )
+        console.print(weights)
