@@ -96,7 +96,7 @@ def test_tflite_shows_the_copy_when_folded_batchnorms_differ_in_sign():
 
 
 def test_params_validate_and_registry():
-    with pytest.raises(ValueError, match="regex"):
+    with pytest.raises(ValueError, match="regular expression"):
         Params(groups=("b[",))
     with pytest.raises(ValueError, match="init"):
         Params(init="median")

@@ -6,19 +6,27 @@ predicted latency); finally the conversion with the recipe's export settings
 and the same report and sidecar as `convert`, plus the stage table. The loop
 reads each technique's registry entry (`tfcompress.techniques.base`) and
 names none. For your own training loop see `tfcompress.stages`.
+
+With a backup dir, each finished stage is saved as `stageN_TECHNIQUE.done.keras` (temp file + rename, so a
+kill never leaves a partial one) and a rerun restores it instead of training again. The dir is keyed by
+`tfcompress-backup.json`: the source model's sha256, the recipe's canonical form and the data's shapes. A
+backup made by another model, recipe or data is refused; an unreadable checkpoint is re-made, with a warning.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from tfcompress.errors import DataError
+from tfcompress.errors import DataError, TfcompressError
 from tfcompress.export.weight_stats import WeightStat
 from tfcompress.conversion import ConvertResult
 from tfcompress.monitoring import kernel_stats, overall_sparsity
@@ -33,6 +41,8 @@ if TYPE_CHECKING:
 
 # Samples handed to techniques that use data (importance criteria): enough for a stable estimate.
 _TECHNIQUE_SAMPLES = 2048
+BACKUP_SCHEMA = "tfcompress.backup/1"
+BACKUP_FINGERPRINT = "tfcompress-backup.json"
 
 
 @dataclass(frozen=True)
@@ -92,6 +102,7 @@ def compress(
     console: Any = None,
     on_progress: Callable[[str], None] | None = None,
     device: str | Path | DeviceProfile | None = "host",
+    on_warning: Callable[[str], None] | None = None,
 ) -> CompressResult:
     """Run `recipe` on `model` with fine-tuning on `data`, then convert and verify.
 
@@ -103,7 +114,8 @@ def compress(
         val_data: validation data for per-stage accuracy and final verification
             (default: the last `val_fraction` of `data`, at most 5000 samples).
         log_dir: TensorBoard logs of per-layer sparsity / clusters per stage.
-        backup_dir: resume point: BackupAndRestore per stage, and finished stages saved.
+        backup_dir: resume point: BackupAndRestore per stage, and finished stages saved; only
+            reused by the same model, recipe and data shapes (module doc).
         measure_stages: convert after every stage for the stage table (int8 accuracy, size, latency).
         console: rich console for progress bars (None: no bars).
         device: device profile for predicted latency (per epoch, per stage, final
@@ -113,17 +125,17 @@ def compress(
         TfcompressError: bad model / recipe / data / output, or a stage that cannot apply.
     """
     from tfcompress import data as data_mod
-    from tfcompress.export.outputs import write_outputs
+    from tfcompress.export.outputs import check_outputs, write_outputs
     from tfcompress.conversion import ConvertOptions, convert
-    from tfcompress.files import check_writable
     from tfcompress.hardware.profile import resolve_profile
     from tfcompress.keras_compat import tf_keras
     from tfcompress.loading import load_model, load_source
     from tfcompress.training import fine_tune
 
     say = on_progress or (lambda _msg: None)
+    warn = on_warning or (lambda msg: warnings.warn(msg, stacklevel=3))
     rec = load(recipe)
-    out = check_writable(output) if output is not None else None
+    out = check_outputs(output) if output is not None else None
     device = resolve_profile(device) if device is not None else None  # once, and a bad one fails before training
     say("loading the model")
     source = load_source(model, safe_mode=safe_mode)
@@ -143,15 +155,16 @@ def compress(
     labelled = (train.x[0][:_TECHNIQUE_SAMPLES], train.y[:_TECHNIQUE_SAMPLES]) if train.y is not None else None
     results: list[StageReport] = []
     current = keras_model
-    backup = Path(backup_dir) if backup_dir else None
+    backup = _open_backup(Path(backup_dir), _fingerprint(source.sha256, rec, train, val)) if backup_dir else None
     for run in training_stages(rec, steps_per_epoch=1, log_dir=log_dir, device=device):
         t0 = time.perf_counter()
         stage, technique = run.stage, run.technique
         run = run.with_steps((stage.steps_per_epoch or _steps(len(train), stage.batch_size)) * max(stage.epochs, 1))
         done = backup / f"stage{run.index}_{stage.technique}.done.keras" if backup else None
-        if done is not None and done.exists():
+        restored = _restore(done, warn) if done is not None else None
+        if restored is not None:
             say(f"stage {run.index} ({stage.technique}): restored from {done}")
-            current = tf_keras.models.load_model(done, compile=False)
+            current = restored
             continue
         say(f"stage {run.index}: {stage.technique}")
         prepared = run.prepare(
@@ -171,8 +184,7 @@ def compress(
             fine_tune(prepared, technique.unwrap(prepared), stage, x_train, train.y, validation, cbs)
         current = run.finalize(prepared)
         if done is not None and not technique.can(Capability.STAYS_WRAPPED):
-            done.parent.mkdir(parents=True, exist_ok=True)
-            current.save(done)
+            _save_checkpoint(current, done)
         results.append(_measure(run, current, calib, val, time.perf_counter() - t0, measure_stages, say))
 
     say("converting the final model")
@@ -199,6 +211,80 @@ def compress(
         report_path, meta_path = write_outputs(out, final.tflite, report, meta)
         final = ConvertResult(final.tflite, out, convert_report, meta, report_path, meta_path)
     return CompressResult(final, report, rec, current)
+
+
+def _fingerprint(model_sha256: str, rec: Recipe, train: Any, val: Any) -> dict[str, Any]:
+    """What a backup dir is keyed by: the source model, the recipe (canonical form) and the data shapes."""
+    from tfcompress.recipe import recipe_to_dict
+
+    canonical = json.dumps(recipe_to_dict(rec), sort_keys=True, separators=(",", ":"), default=str)
+
+    def shapes(samples: Any) -> dict[str, Any]:
+        y = samples.y
+        return {"x": [[list(a.shape), str(a.dtype)] for a in samples.x], "y": None if y is None else list(y.shape)}
+
+    parts = {
+        "model_sha256": model_sha256,
+        "recipe_sha256": hashlib.sha256(canonical.encode()).hexdigest(),
+        "data": {"train": shapes(train), "validation": shapes(val)},
+    }
+    key = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+    return {"schema": BACKUP_SCHEMA, "fingerprint": key, "recipe": rec.name, **parts}
+
+
+def _open_backup(backup: Path, fingerprint: dict[str, Any]) -> Path:
+    """The backup dir, created and keyed by `fingerprint`; refuses one made for another run.
+
+    Raises:
+        TfcompressError: the dir was made by another model / recipe / data, or has checkpoints of unknown origin.
+    """
+    from tfcompress.files import atomic_writer
+
+    hint = f"use a fresh --backup-dir, or delete {backup} to start over"
+    if backup.exists() and not backup.is_dir():
+        raise TfcompressError(f"backup dir {backup} is not a directory", hint)
+    key_file = backup / BACKUP_FINGERPRINT
+    if key_file.exists() or key_file.is_symlink():
+        if not key_file.is_file():
+            raise TfcompressError(f"backup dir {backup}: {BACKUP_FINGERPRINT} is not a regular file", hint)
+        try:
+            stored = json.loads(key_file.read_text())
+        except (OSError, ValueError) as e:
+            raise TfcompressError(f"backup dir {backup}: cannot read {BACKUP_FINGERPRINT} ({e})", hint) from None
+        if not isinstance(stored, dict) or stored.get("fingerprint") != fingerprint["fingerprint"]:
+            stored = stored if isinstance(stored, dict) else {}
+            what = {"model_sha256": "another model", "recipe_sha256": f"another recipe ({stored.get('recipe')!r})",
+                    "data": "data of other shapes"}
+            differs = [w for k, w in what.items() if stored.get(k) != fingerprint[k]] or ["another tfcompress"]
+            raise TfcompressError(f"backup dir {backup} was made by {' and '.join(differs)}", hint)
+        return backup
+    if backup.is_dir() and any(p.name.startswith("stage") for p in backup.iterdir()):
+        raise TfcompressError(f"backup dir {backup} has checkpoints but no {BACKUP_FINGERPRINT} (another run made them)", hint)
+    backup.mkdir(parents=True, exist_ok=True)
+    with atomic_writer(key_file, "w") as f:
+        json.dump(fingerprint, f, indent=2)
+    return backup
+
+
+def _restore(done: Path, warn: Callable[[str], None]) -> Any:
+    """The model a finished stage saved, or None (none saved, or unreadable: the stage runs again)."""
+    from tfcompress.keras_compat import tf_keras
+
+    if not done.is_file():
+        return None
+    try:
+        return tf_keras.models.load_model(done, compile=False)
+    except Exception as e:  # a truncated / foreign file fails in zipfile, h5py or Keras, with any error type
+        warn(f"checkpoint {done} is unreadable ({type(e).__name__}): running that stage again")
+        return None
+
+
+def _save_checkpoint(model: Any, done: Path) -> None:
+    """Save under a temp name beside `done`, then rename: a kill never leaves a partial checkpoint."""
+    from tfcompress.files import atomic_path
+
+    with atomic_path(done) as tmp:
+        model.save(tmp)
 
 
 def _steps(n: int, batch: int) -> int:

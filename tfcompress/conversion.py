@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from tfcompress.errors import ConversionError, DataError
-from tfcompress.export.outputs import write_outputs
+from tfcompress.export.outputs import check_outputs, write_outputs
 from tfcompress.export.report import CalibrationInfo, ConvertReport, OpRow, PredictedLatency, SizeInfo, versions
 from tfcompress.types import IOType, Mode
 
@@ -134,14 +134,13 @@ def convert(
     from tfcompress.export.sidecar import build_meta
     from tfcompress.export.tflite_file import read_tflite
     from tfcompress.export.verify import verify as run_verify
-    from tfcompress.files import check_writable
     from tfcompress.hardware.profile import resolve_profile
     from tfcompress.loading import load_source
 
     opts = replace(options or ConvertOptions(), **kwargs)
     say = on_progress or (lambda _msg: None)
     io = conv.resolve_io(opts.mode, opts.io)
-    out = check_writable(output) if output is not None else None
+    out = check_outputs(output) if output is not None else None  # the sidecars' paths too, before any work
     profile = resolve_profile(opts.device) if opts.device is not None else None  # a bad --device fails before converting
     if opts.mode.needs_calibration and data is None:
         raise DataError(

@@ -94,6 +94,28 @@ def train_fmnist_cnn(cfg: DemoConfig, console: Any = None) -> tuple[Any, Path, b
     return model, path, False
 
 
+def prepare_out_dir(out_dir: Path) -> Path:
+    """`out_dir` made if missing, and checked (with the files it will hold) before the training starts.
+
+    Raises:
+        OutputError: `out_dir` exists and is not a folder, cannot be made, or holds a target that is not a
+            regular file.
+    """
+    from tfcompress.errors import OutputError
+    from tfcompress.export.outputs import check_outputs
+
+    out_dir = out_dir.expanduser()
+    hint = "give a folder for the .tflite and its sidecars, e.g. --out tfcompress-demo"
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputError(f"--out {out_dir} exists and is not a folder", hint)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"cannot make the folder {out_dir} ({e.strerror or e})", hint) from None
+    check_outputs(out_dir / "fmnist_cnn_int8.tflite")
+    return out_dir
+
+
 def run_demo(cfg: DemoConfig = DemoConfig(), console: Any = None, on_progress: Any = None) -> Any:
     """Train (or load) FMNIST-CNN, convert to full int8, verify on the test set.
 
@@ -104,7 +126,7 @@ def run_demo(cfg: DemoConfig = DemoConfig(), console: Any = None, on_progress: A
     from tfcompress.datasets import load_fashion_mnist
     from tfcompress.conversion import convert
 
-    Path(cfg.out_dir).mkdir(parents=True, exist_ok=True)
+    output = prepare_out_dir(Path(cfg.out_dir)) / "fmnist_cnn_int8.tflite"
     model, cache_path, cached = train_fmnist_cnn(cfg, console)
     if console is not None:
         console.print(f"model: {'cached ' if cached else 'trained '}{cache_path}")
@@ -115,7 +137,7 @@ def run_demo(cfg: DemoConfig = DemoConfig(), console: Any = None, on_progress: A
         model,
         (xtr[: cfg.calib_samples], ytr[: cfg.calib_samples]),
         verify_data=(xte, yte),
-        output=Path(cfg.out_dir) / "fmnist_cnn_int8.tflite",
+        output=output,
         mode="int8",
         calib_samples=cfg.calib_samples,
         verify_samples=None,

@@ -80,3 +80,31 @@ def versions() -> dict[str, str]:
         "tf_keras": tf_keras.__version__,
         "keras": keras3.__version__,
     }
+
+
+def tflite_quantizer() -> Any:
+    """TensorFlow Lite's quantize step on a calibrated model (`mlir_quantize`), for calibrate-once / quantize-many.
+
+    Not in `tf.lite`'s public API; TensorFlow's own QuantizationDebugger is built on it.
+    """
+    from tensorflow.lite.python import convert
+
+    return convert.mlir_quantize
+
+
+def parse_keras_metadata(data: bytes) -> list[tuple[str, str]]:
+    """(node path, metadata JSON) per node of a tf_keras SavedModel's `keras_metadata.pb` (a `SavedMetadata`
+    protobuf), parsed by the protobuf class tf_keras' own loader uses. Raises protobuf's DecodeError if damaged."""
+    from tf_keras.protobuf import saved_metadata_pb2
+
+    proto = saved_metadata_pb2.SavedMetadata()
+    proto.ParseFromString(data)
+    return [(node.node_path, node.metadata) for node in proto.nodes]
+
+
+def tf_keras_safe_mode(safe_mode: bool) -> Any:
+    """tf_keras' safe-mode switch (a context manager) for its loaders that take no `safe_mode` (.h5, SavedModel):
+    inside it, a tf_keras Lambda refuses to load Python bytecode."""
+    from tf_keras.src.saving import serialization_lib
+
+    return serialization_lib.SafeModeScope(safe_mode)

@@ -2,7 +2,7 @@
 
 TensorFlow, the converter and LiteRT write to file descriptors 1 and 2 from
 C++; Python's `redirect_stdout` cannot catch that. `captured_output` moves
-both descriptors to a temp file for the duration and hands back its text, so
+both descriptors to a nameless temp file for the duration and hands back its text, so
 a failure can still quote the converter's own error line. Set
 TFCOMPRESS_VERBOSE=1 to see everything.
 """
@@ -32,7 +32,10 @@ def captured_output() -> Iterator[CapturedLog]:
         return
     sys.stdout.flush()
     sys.stderr.flush()
-    fd, path = tempfile.mkstemp(prefix="tfcompress-", suffix=".log")
+    # Nameless (O_TMPFILE, or unlinked at once where the OS lacks it): no exit path, SIGKILL included,
+    # can leave a tfcompress-*.log behind. The text is read back through the descriptor.
+    capture = tempfile.TemporaryFile(prefix="tfcompress-", suffix=".log")
+    fd = capture.fileno()
     saved = (os.dup(1), os.dup(2))
     try:
         os.dup2(fd, 1)
@@ -43,9 +46,8 @@ def captured_output() -> Iterator[CapturedLog]:
         sys.stderr.flush()
         os.dup2(saved[0], 1)
         os.dup2(saved[1], 2)
-        for f in (*saved, fd):
+        for f in saved:
             os.close(f)
-        with contextlib.suppress(OSError):
-            with open(path, errors="replace") as fh:
-                log.text = fh.read()
-            os.unlink(path)
+        with contextlib.suppress(OSError), capture:
+            capture.seek(0)
+            log.text = capture.read().decode(errors="replace")

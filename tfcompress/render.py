@@ -104,3 +104,33 @@ def render_stages(report: CompressReport, console: Any) -> None:
                 str(w.unique_per_channel), f"{w.stored_bytes:,}",
             )
         console.print(weights)
+
+
+_SHORT_OPS = {"CONV_2D": "conv", "DEPTHWISE_CONV_2D": "dw", "FULLY_CONNECTED": "fc", "BATCH_MATMUL": "matmul"}
+
+
+def render_sensitivity(report: Any, console: Any, top: int | None = None) -> None:
+    """The ranked per-op table of `tfcompress analyze` (`tfcompress.precision.SensitivityReport`); fits 80 columns."""
+    from rich.table import Table
+
+    def snr(v: Any) -> str:
+        return "-" if v is None else ("inf" if not math.isfinite(v.snr_db) else f"{v.snr_db:.1f}")
+
+    full = report.full_int8
+    extra = "".join(
+        f", {label} {100 * value:.2f}%" for label, value in (("agreement", full.agreement), ("accuracy", full.accuracy))
+        if value is not None
+    )
+    console.print(f"{report.model}, full int8 on {report.samples} held-out samples: SNR {snr(full)} dB{extra}")
+    table = Table(title="ops ranked by the SNR won back when left float", title_justify="left")
+    for col in ("#", "layer (op)", "won back dB", "SNR float", "SNR alone", "weights B", "pred ms"):
+        table.add_column(col, justify="left" if col == "layer (op)" else "right", no_wrap=col != "layer (op)")
+    for r in report.ops[:top]:
+        name = r.layers[0] if r.layers else r.tensor
+        table.add_row(
+            str(r.rank), f"{name[:24]} ({_SHORT_OPS.get(r.op_type, r.op_type.lower())})",
+            "-" if r.recovered_snr_db is None else f"{r.recovered_snr_db:+.2f}", snr(r.kept_float), snr(r.alone),
+            f"{r.weight_bytes:,}", "-" if r.predicted_ms is None else f"{r.predicted_ms:.4f}",
+        )
+    console.print(table)
+    console.print("SNR float: every op int8 but this one; SNR alone: only this op int8 (dB vs the float model)")

@@ -125,6 +125,49 @@ def run_converter(converter: Any, what: str) -> bytes:
     ) from None
 
 
+def calibrate(source: Any, representative: Callable[[], Iterator]) -> bytes:
+    """The model with int8 calibration statistics recorded, not yet quantized (for `quantize_calibrated`).
+
+    Calibration runs the representative data once; quantizing afterwards takes
+    milliseconds, so per-layer variants (which ops stay float) cost one calibration.
+    """
+    converter = build_converter(source, Mode.INT8, IOType.INT8, representative)
+    converter._experimental_calibrate_only = True  # public in effect: what tf.lite's QuantizationDebugger sets
+    return run_converter(converter, f"model '{source.name}' (calibration)")
+
+
+def convert_float32(source: Any) -> bytes:
+    """The model as a plain float32 .tflite (no optimization): the input of ai-edge-quantizer's per-op recipes."""
+    from tfcompress.keras_compat import tf
+
+    if source.model is not None:
+        converter = tf.lite.TFLiteConverter.from_keras_model(source.model)
+    else:
+        converter = tf.lite.TFLiteConverter.from_saved_model(source.path)
+    return run_converter(converter, f"model '{source.name}' (float32)")
+
+
+def quantize_calibrated(calibrated: bytes, io: IOType = IOType.INT8, float_ops: tuple[str, ...] = ()) -> bytes:
+    """Full int8 from a `calibrate` result, except the ops named in `float_ops` (their output tensor names), left float.
+
+    With `float_ops` empty this computes what `build_converter` + `run_converter` ship in int8 mode.
+    """
+    from tfcompress.keras_compat import tf, tflite_quantizer
+
+    dtype = getattr(tf, _TF_IO_DTYPES[io]) if io is not IOType.FLOAT32 else tf.float32
+    with captured_output() as log:
+        try:
+            return tflite_quantizer()(
+                calibrated, input_data_type=dtype, output_data_type=dtype, denylisted_nodes=list(float_ops) or None
+            )
+        except Exception as e:  # the quantizer raises RuntimeError / ValueError with C++ text
+            err: Exception = e
+    raise ConversionError(
+        f"quantizing the calibrated model failed: {_last_error_line(str(err)) or _last_error_line(log.text)}",
+        "report this with the model; `tfcompress convert --allow-float-fallback` shows which ops resist int8",
+    )
+
+
 def convert_int8_random(model: Any, *, samples: int = 4, seed: int = 0, what: str = "") -> bytes:
     """Full-integer int8 (int8 kernels only, int8 in / out) calibrated on random data.
 

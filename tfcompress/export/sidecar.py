@@ -5,6 +5,7 @@ Schema `tfcompress.meta/1` (documented in docs/sidecar.md):
     schema            "tfcompress.meta/1"
     model_file        the .tflite file name (same folder)
     model_sha256      sha256 of the .tflite bytes
+    report_sha256     sha256 of OUT.report.json (added by export.outputs.write_outputs)
     mode              int8 | int16x8 | float16 | dynamic
     inputs / outputs  [{name, index, shape, dtype, scale, zero_point,
                         quantization: {scales, zero_points, quantized_dimension}}]

@@ -26,11 +26,11 @@ from __future__ import annotations
 import importlib
 import os
 import struct
-from pathlib import Path
 from types import ModuleType
 from typing import Any, NamedTuple
 
 from tfcompress.errors import ModelLoadError
+from tfcompress.export.input_files import MAX_TFLITE_BYTES, read_input
 from tfcompress.export.op_layers import layer_names_for_ops
 from tfcompress.export.tflite_model import (
     BOUNDARY_OPS,
@@ -104,22 +104,17 @@ _KNOWN_MAGIC: dict[bytes, str] = {
 def read_tflite_bytes(source: PathOrBytes) -> bytes:
     """The raw bytes of a .tflite file (or `source` itself when it is bytes).
 
+    Only a regular file (links resolved) of at most `MAX_TFLITE_BYTES` is read
+    (`input_files.read_input`): a FIFO or a link to a device is refused, not read.
+
     Raises:
-        ModelLoadError: the path is missing, a directory, or unreadable.
+        ModelLoadError: the path is missing, a directory, not a regular file,
+            too large, or unreadable.
     """
     if isinstance(source, (bytes, bytearray, memoryview)):
         return bytes(source)
-    path = Path(source)
-    if not path.exists():
-        raise ModelLoadError(f"model file not found: {path}", "check the path")
-    if path.is_dir():
-        raise ModelLoadError(
-            f"{path} is a directory, not a .tflite file", "pass the .tflite file (convert a SavedModel first)"
-        )
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise ModelLoadError(f"cannot read {path}: {exc.strerror or exc}", "check the file's permissions") from exc
+    return read_input(source, what=".tflite file", cap=MAX_TFLITE_BYTES,
+                      hint="pass the .tflite file (convert a SavedModel or Keras model first)")
 
 
 def read_tflite(source: PathOrBytes, *, label: str | None = None) -> TfliteModel:
@@ -174,12 +169,40 @@ def _check_header(data: bytes, label: str) -> None:
         raise ModelLoadError(f"{label} is truncated ({len(data)} bytes, root table at {root})", _REEXPORT_HINT)
 
 
+class _Budget:
+    """How many tables and vector elements the parser may still read.
+
+    A vector's length is a field of the file: a mutated one can claim billions
+    of elements, and a crafted file can point many tables at one long vector.
+    Every element read costs one unit, so parsing stays linear in the file size
+    whatever the lengths say (a real model reads far less than its byte count).
+    """
+
+    PER_BYTE = 4
+    FLOOR = 1 << 20
+    CEILING = 1 << 26
+
+    def __init__(self, file_size: int) -> None:
+        self.left = min(self.PER_BYTE * file_size + self.FLOOR, self.CEILING)
+
+    def take(self, n: int, what: str) -> int:
+        if n < 0 or n > self.left:
+            raise _CorruptModel(f"{what} claims {n} elements, more than a file of this size can hold")
+        self.left -= n
+        return n
+
+
 def _parse(data: bytes) -> TfliteModel:
     model = schema.Model.GetRootAs(data, 0)
-    buffer_sizes = [_buffer_nbytes(model.Buffers(b), len(data)) for b in range(model.BuffersLength())]
-    opcodes = [_opcode(model.OperatorCodes(k)) for k in range(model.OperatorCodesLength())]
+    budget = _Budget(len(data))
+    buffer_sizes = [
+        _buffer_nbytes(model.Buffers(b), len(data)) for b in range(budget.take(model.BuffersLength(), "buffers"))
+    ]
+    opcodes = [_opcode(model.OperatorCodes(k), budget)
+               for k in range(budget.take(model.OperatorCodesLength(), "operator codes"))]
     subgraphs = tuple(
-        _subgraph(model.Subgraphs(s), s, buffer_sizes, opcodes) for s in range(model.SubgraphsLength())
+        _subgraph(model.Subgraphs(s), s, buffer_sizes, opcodes, budget)
+        for s in range(budget.take(model.SubgraphsLength(), "subgraphs"))
     )
     if not subgraphs:
         raise _CorruptModel("it has no subgraphs")
@@ -187,14 +210,16 @@ def _parse(data: bytes) -> TfliteModel:
     return TfliteModel(
         file_size=len(data),
         version=int(model.Version()),
-        description=_text(model.Description()),
+        description=_text(model.Description(), budget),
         subgraphs=subgraphs,
         buffer_count=len(buffer_sizes),
         constant_bytes=sum(used.values()),
         signature_names=tuple(
-            _text(model.SignatureDefs(k).SignatureKey()) for k in range(model.SignatureDefsLength())
+            _text(model.SignatureDefs(k).SignatureKey(), budget)
+            for k in range(budget.take(model.SignatureDefsLength(), "signatures"))
         ),
-        metadata_names=tuple(_text(model.Metadata(k).Name()) for k in range(model.MetadataLength())),
+        metadata_names=tuple(_text(model.Metadata(k).Name(), budget)
+                             for k in range(budget.take(model.MetadataLength(), "metadata"))),
     )
 
 
@@ -216,7 +241,7 @@ class _Opcode(NamedTuple):
     is_custom: bool
 
 
-def _opcode(code: Any) -> _Opcode:
+def _opcode(code: Any, budget: _Budget) -> _Opcode:
     """Builtin op name (or the custom code of a custom op) and version.
 
     The builtin code is the larger of `builtin_code` and the int8
@@ -225,23 +250,25 @@ def _opcode(code: Any) -> _Opcode:
     builtin = max(int(code.BuiltinCode()), int(code.DeprecatedBuiltinCode()))
     version = int(code.Version())
     if builtin == _CUSTOM_OP:
-        return _Opcode(_text(code.CustomCode()) or "CUSTOM", version, True)
+        return _Opcode(_text(code.CustomCode(), budget) or "CUSTOM", version, True)
     return _Opcode(_OP_NAMES.get(builtin, f"BUILTIN_{builtin}"), version, False)
 
 
-def _subgraph(sg: Any, index: int, buffer_sizes: list[int], opcodes: list[_Opcode]) -> SubgraphInfo:
-    tensors = tuple(_tensor(sg.Tensors(t), t, index, buffer_sizes) for t in range(sg.TensorsLength()))
-    inputs = _int_vector(sg.InputsAsNumpy, sg.InputsLength())
-    outputs = _int_vector(sg.OutputsAsNumpy, sg.OutputsLength())
+def _subgraph(sg: Any, index: int, buffer_sizes: list[int], opcodes: list[_Opcode], budget: _Budget) -> SubgraphInfo:
+    tensors = tuple(_tensor(sg.Tensors(t), t, index, buffer_sizes, budget)
+                    for t in range(budget.take(sg.TensorsLength(), "tensors")))
+    inputs = _int_vector(sg.InputsAsNumpy, sg.InputsLength(), budget)
+    outputs = _int_vector(sg.OutputsAsNumpy, sg.OutputsLength(), budget)
     for i in inputs + outputs:
         _check_tensor_index(i, len(tensors), f"subgraph {index}")
-    operators = tuple(_operator(sg.Operators(k), k, index, tensors, opcodes) for k in range(sg.OperatorsLength()))
-    return SubgraphInfo(index, _text(sg.Name()), tensors, operators, inputs, outputs)
+    operators = tuple(_operator(sg.Operators(k), k, index, tensors, opcodes, budget)
+                      for k in range(budget.take(sg.OperatorsLength(), "operators")))
+    return SubgraphInfo(index, _text(sg.Name(), budget), tensors, operators, inputs, outputs)
 
 
-def _tensor(t: Any, index: int, subgraph: int, buffer_sizes: list[int]) -> TensorInfo:
-    shape = _int_vector(t.ShapeAsNumpy, t.ShapeLength())
-    signature = _int_vector(t.ShapeSignatureAsNumpy, t.ShapeSignatureLength()) or shape
+def _tensor(t: Any, index: int, subgraph: int, buffer_sizes: list[int], budget: _Budget) -> TensorInfo:
+    shape = _int_vector(t.ShapeAsNumpy, t.ShapeLength(), budget)
+    signature = _int_vector(t.ShapeSignatureAsNumpy, t.ShapeSignatureLength(), budget) or shape
     buffer = int(t.Buffer())
     if not 0 <= buffer < len(buffer_sizes):
         raise _CorruptModel(f"tensor {index} of subgraph {subgraph} uses buffer {buffer} of {len(buffer_sizes)}")
@@ -252,16 +279,16 @@ def _tensor(t: Any, index: int, subgraph: int, buffer_sizes: list[int]) -> Tenso
     zero_points: tuple[int, ...] = ()
     qdim = 0
     if q is not None:
-        if q.ScaleLength():
+        if budget.take(q.ScaleLength(), "a scale vector"):
             scales = tuple(float(s) for s in q.ScaleAsNumpy())
-        if q.ZeroPointLength():
+        if budget.take(q.ZeroPointLength(), "a zero point vector"):
             zero_points = tuple(int(z) for z in q.ZeroPointAsNumpy())
         qdim = int(q.QuantizedDimension())
     type_code = int(t.Type())
     return TensorInfo(
         index=index,
         subgraph=subgraph,
-        name=_text(t.Name()),
+        name=_text(t.Name(), budget),
         shape=shape,
         shape_signature=signature,
         dtype=_DTYPE_NAMES.get(type_code, f"unknown({type_code})"),
@@ -277,13 +304,13 @@ def _tensor(t: Any, index: int, subgraph: int, buffer_sizes: list[int]) -> Tenso
 
 
 def _operator(
-    op: Any, index: int, subgraph: int, tensors: tuple[TensorInfo, ...], opcodes: list[_Opcode]
+    op: Any, index: int, subgraph: int, tensors: tuple[TensorInfo, ...], opcodes: list[_Opcode], budget: _Budget
 ) -> OperatorInfo:
     opcode = int(op.OpcodeIndex())
     if not 0 <= opcode < len(opcodes):
         raise _CorruptModel(f"operator {index} of subgraph {subgraph} uses op code {opcode} of {len(opcodes)}")
-    inputs = _int_vector(op.InputsAsNumpy, op.InputsLength())
-    outputs = _int_vector(op.OutputsAsNumpy, op.OutputsLength())
+    inputs = _int_vector(op.InputsAsNumpy, op.InputsLength(), budget)
+    outputs = _int_vector(op.OutputsAsNumpy, op.OutputsLength(), budget)
     code = opcodes[opcode]
     where = f"operator {index} ({code.name}) of subgraph {subgraph}"
     for i in inputs:
@@ -310,10 +337,15 @@ def _check_tensor_index(i: int, count: int, where: str) -> None:
         raise _CorruptModel(f"{where} refers to tensor {i}, but there are {count}")
 
 
-def _int_vector(as_numpy: Any, length: int) -> tuple[int, ...]:
+def _int_vector(as_numpy: Any, length: int, budget: _Budget) -> tuple[int, ...]:
     """A flatbuffer int vector as a tuple (its accessor returns 0, not [], when absent)."""
-    return tuple(int(v) for v in as_numpy()) if length else ()
+    return tuple(int(v) for v in as_numpy()) if budget.take(length, "a vector") else ()
 
 
-def _text(raw: bytes | None) -> str:
-    return raw.decode("utf-8", errors="replace") if raw else ""
+def _text(raw: bytes | None, budget: _Budget | None = None) -> str:
+    """A flatbuffer string; a shared long one costs its length in the budget (one unit per 16 bytes)."""
+    if not raw:
+        return ""
+    if budget is not None:
+        budget.take(len(raw) // 16 + 1, "a string")
+    return raw.decode("utf-8", errors="replace")

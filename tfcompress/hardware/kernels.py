@@ -16,11 +16,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import struct
 from collections.abc import Sequence
-from pathlib import Path
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from tfcompress.errors import ModelLoadError
 from tfcompress.export import tflite_file
 from tfcompress.export.tflite_file import PathOrBytes, TfliteModel, read_tflite, read_tflite_bytes
 
@@ -145,17 +146,27 @@ def kernels_of(tflite: PathOrBytes, keras_layer_names: Sequence[str] = ()) -> li
         keras_layer_names: the source model's layer names, to map ops back to
             layers (`layers` is empty without them).
     """
+    label = None if isinstance(tflite, (bytes, bytearray, memoryview)) else str(tflite)
     data = read_tflite_bytes(tflite)
-    model = read_tflite(data)
+    model = read_tflite(data, label=label)
     raw = _schema.Model.GetRootAs(data, 0).Subgraphs(0)
     sg = model.subgraphs[0]
     names = (
         tflite_file.layer_names_for_ops(model, sg.operators, keras_layer_names) if keras_layer_names else {}
     )
-    return [
-        KernelUse(op.index, _key(model, op, raw.Operators(op.index)), tuple(names.get(op.index, ())))
-        for op in sg.operators
-    ]
+    uses = []
+    for op in sg.operators:
+        try:
+            key = _key(model, op, raw.Operators(op.index))
+        except (struct.error, IndexError, ValueError, TypeError, OverflowError) as exc:
+            # a shape or options table the op cannot have: only a corrupt file gets here
+            raise ModelLoadError(
+                f"{label or 'model bytes'} is corrupt: op {op.index} ({op.op_type}) has tensors or options "
+                f"its kernel cannot have ({type(exc).__name__})",
+                "copy the file again or re-export it with the TFLite converter",
+            ) from exc
+        uses.append(KernelUse(op.index, key, tuple(names.get(op.index, ()))))
+    return uses
 
 
 def _key(model: TfliteModel, op: tflite_file.OperatorInfo, raw_op: Any) -> KernelKey:
@@ -235,7 +246,7 @@ def to_tflite(source: Any) -> bytes:
     if isinstance(source, (bytes, bytearray, memoryview)):
         return bytes(source)
     if isinstance(source, (str, os.PathLike)) and str(source).endswith(".tflite"):
-        return Path(source).read_bytes()
+        return read_tflite_bytes(source)
     from tfcompress.export.converter import convert_int8_random
     from tfcompress.keras_compat import keras3, tf_keras
 

@@ -26,7 +26,7 @@ from typing import Any
 from tfcompress.hardware.kernels import KernelKey, to_tflite
 from tfcompress.hardware.measure import measure, select_kernels, source_name
 from tfcompress.hardware.predict import calibrated
-from tfcompress.hardware.profile import DeviceProfile, LutEntry, Observation, Provenance
+from tfcompress.hardware.profile import DeviceProfile, LutEntry, Observation, Provenance, checked
 
 __all__ = ["METHOD", "build_profile"]
 
@@ -84,7 +84,7 @@ def build_profile(
     profile = base or DeviceProfile(device=device, runtime=measured.runtime, threads=threads)
     profile = replace(profile.with_entries(entries), overhead_ms=measured.overhead_ms, provenance=prov)
     if not observe:
-        return profile
+        return checked(profile, f"the {device!r} profile")
     observed = [Observation(f"{r['name']}#{r['sha256'][:8]}", float(r["ms"]),
                             tuple(KernelKey.from_json(k) for k in r["kernels"])) for r in measured.models]
-    return calibrated(profile.with_observations(observed))
+    return checked(calibrated(profile.with_observations(observed)), f"the {device!r} profile")

@@ -34,6 +34,7 @@ from tfcompress.edge.edge_profile import BUNDLE_SCHEMA, EdgeError
 from tfcompress.errors import TfcompressError
 from tfcompress.hardware.kernels import KernelKey, kernels_of, to_tflite
 from tfcompress.hardware.ops import MEASURABLE_OPS, kernel_model
+from tfcompress.hardware.schema import MAX_MS, parse_json, read_document
 
 __all__ = ["OVERHEAD_KEY", "KernelSelection", "Timing", "Measured", "kernel_tflite", "kernel_tflites",
            "overhead_model_bytes", "source_name", "select_kernels", "time_tflite", "write_bundle", "measure"]
@@ -192,12 +193,29 @@ class Measured:
 
 
 def _cached(path: Path, *fields: str) -> dict[str, Any] | None:
-    """A cache file's record when it has `fields`; None when it is missing or unusable (measured again)."""
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, ValueError):
+    """A cache file's record when it has `fields`; None when it is missing or unusable (measured again).
+
+    Unusable includes what would make a profile that does not load: a time that is not a finite number in
+    0..MAX_MS, a run count that is not a non-negative integer, a file that is not a regular one or too large.
+    """
+    if not path.exists():
         return None
-    return record if isinstance(record, dict) and all(f in record for f in fields) else None
+    try:
+        record = parse_json(read_document(path, what="cache file", hint=""), where=str(path), hint="")
+    except TfcompressError:
+        return None
+    if not (isinstance(record, dict) and all(f in record for f in fields)):
+        return None
+    for f in ("ms", "raw_ms", "spread_ms"):
+        v = record.get(f, 0.0)
+        if f in record and v is None and f == "raw_ms":
+            continue
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= MAX_MS:
+            return None
+    runs = record.get("runs", 0)
+    if isinstance(runs, bool) or not isinstance(runs, int) or not 0 <= runs <= 2**53:
+        return None
+    return record
 
 
 def _write(path: Path, record: dict[str, Any]) -> None:

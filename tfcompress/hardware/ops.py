@@ -45,6 +45,10 @@ def _elements(shape: tuple[int, ...], tile: int = 1) -> int:
     return n * _up(max(shape[-1], 1), tile)
 
 
+def _millions(n: int) -> float:
+    return min(max(n, 0), 10**30) / 1e6
+
+
 def _positions(key: KernelKey) -> int:
     return _elements(key.out_shape[:-1]) if key.out_shape else 0
 
@@ -183,10 +187,14 @@ class OpSpec:
         return key.op, "all"
 
     def features(self, key: KernelKey) -> np.ndarray:
-        """Cost features: [1, MACs, activation elements in+out, weight elements] (in millions)."""
+        """Cost features: [1, MACs, activation elements in+out, weight elements] (in millions).
+
+        Each is clipped to [0, 1e24]: a key with dynamic (-1) channels or absurd shapes costs nothing
+        negative and nothing a float cannot hold, so predictions stay finite and non-negative.
+        """
         tile = CHANNEL_TILE if self.channel_tiled(key) else 1
         activations = _elements(key.in_shape, tile) + _elements(key.extra, tile) + _elements(key.out_shape, tile)
-        return np.array([1.0, self.macs(key) / 1e6, activations / 1e6, key.weight_elements / 1e6])
+        return np.array([1.0, _millions(self.macs(key)), _millions(activations), _millions(key.weight_elements)])
 
 
 OP_SPECS: dict[str, OpSpec] = {

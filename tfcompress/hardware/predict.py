@@ -35,7 +35,8 @@ import numpy as np
 
 from tfcompress.hardware.kernels import KernelKey, KernelUse, kernels_of, to_tflite
 from tfcompress.hardware.ops import spec_of
-from tfcompress.hardware.profile import Calibration, DeviceProfile, LutEntry, Observation, resolve_profile
+from tfcompress.hardware.profile import MAX_SCALE, Calibration, DeviceProfile, LutEntry, Observation, resolve_profile
+from tfcompress.hardware.schema import MAX_MS
 
 __all__ = ["PredictionRow", "Prediction", "LatencyModel", "fit_calibration", "calibrated", "predict_latency_ms"]
 
@@ -46,12 +47,34 @@ def _features(key: KernelKey) -> np.ndarray:
 
 
 def _nnls(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Non-negative least squares on relative error (each row weighted by 1/y)."""
+    """Non-negative least squares on relative error (each row weighted by 1/y).
+
+    Total, so that any profile that loads can be fitted: a system the solver
+    gives up on is solved again with columns scaled to unit size (features span
+    many orders of magnitude) and more iterations, then by clipped least
+    squares, then the coefficients are zero.
+    """
     from scipy.optimize import nnls
 
     w = 1.0 / np.maximum(y, 1e-3)
-    coef, _ = nnls(x * w[:, None], y * w)
-    return coef
+    a, b = x * w[:, None], y * w
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        return np.zeros(a.shape[1])
+    try:
+        return nnls(a, b)[0]
+    except RuntimeError:
+        pass
+    norms = np.abs(a).max(axis=0)
+    norms[~(norms > 0)] = 1.0
+    try:
+        coef = nnls(a / norms, b, maxiter=100 * a.shape[1])[0]
+    except RuntimeError:
+        try:
+            coef = np.clip(np.linalg.lstsq(a / norms, b, rcond=None)[0], 0.0, None)
+        except np.linalg.LinAlgError:
+            coef = np.zeros(a.shape[1])
+    coef = coef / norms
+    return np.where(np.isfinite(coef), coef, 0.0)
 
 
 @dataclass(frozen=True)
@@ -166,9 +189,13 @@ def fit_calibration(profile: DeviceProfile, observations: Sequence[Observation] 
     x = np.array([[lm.kernel_sum(o.kernels), float(len(o.kernels))] for o in obs])
     y = np.array([max(o.measured_ms - profile.overhead_ms, 1e-6) for o in obs])
     scale, per_op = _nnls(x, y)
+    if not (0.0 <= scale <= MAX_SCALE and 0.0 <= per_op <= MAX_MS):
+        return Calibration()  # the models contradict their kernels (e.g. 0 ms kernels): no correction
     pred = x @ np.array([scale, per_op]) + profile.overhead_ms
-    measured = np.array([o.measured_ms for o in obs])
+    measured = np.maximum(np.array([o.measured_ms for o in obs]), 1e-6)
     err = float(np.median(np.abs(pred - measured) / measured))
+    if not np.isfinite(err):
+        return Calibration()
     return Calibration(scale=float(scale), per_op_ms=float(per_op), fitted_on=len(obs), median_abs_error=round(err, 5))
 
 

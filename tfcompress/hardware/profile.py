@@ -8,18 +8,32 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
 from tfcompress.errors import TfcompressError
 from tfcompress.hardware.kernels import KernelKey
-from tfcompress.hardware.schema import Closed, Int, KeyDoc, Ms, Number, Str, parse
+from tfcompress.hardware.schema import (
+    Closed,
+    Count,
+    KeyDoc,
+    Ms,
+    Name,
+    Number,
+    Str,
+    Threads,
+    parse,
+    parse_json,
+    read_document,
+)
 
 __all__ = ["SCHEMA", "Provenance", "LutEntry", "Observation", "Calibration", "DeviceProfile", "ProfileDoc", "load_profile",
-           "save_profile", "write_json_atomic", "SHIPPED_DIR", "DEFAULT_DEVICE", "shipped_profiles", "resolve_profile"]
+           "save_profile", "write_json_atomic", "SHIPPED_DIR", "DEFAULT_DEVICE", "shipped_profiles", "resolve_profile",
+           "profile_file_name", "checked"]
 
 SCHEMA = "tfcompress.device_profile/1"
 
@@ -28,6 +42,9 @@ SHIPPED_DIR = Path(__file__).parent / "profiles"
 
 DEFAULT_DEVICE = "host"
 """The shipped profile reports predict with when no device is named."""
+
+MAX_SCALE = 1e6
+"""Largest calibration scale a profile may hold (fitted ones are about 1)."""
 
 
 @dataclass(frozen=True)
@@ -157,25 +174,25 @@ class _ProvenanceDoc(Closed):
     measured_at: Str = ""
     host: Str = ""
     method: Str = ""
-    load_average: Number | None = None
+    load_average: Annotated[Number, Field(ge=0)] | None = None
 
 
 class _EntryDoc(Closed):
     key: KeyDoc
     ms: Ms
-    runs: Int = 0
+    runs: Count = 0
     spread_ms: Ms = 0.0
 
 
 class _CalibrationDoc(Closed):
-    scale: Number = 1.0
-    per_op_ms: Number = 0.0
-    fitted_on: Int = 0
-    median_abs_error: Number | None = None
+    scale: Annotated[Number, Field(ge=0, le=MAX_SCALE)] = 1.0
+    per_op_ms: Ms = 0.0
+    fitted_on: Count = 0
+    median_abs_error: Annotated[Number, Field(ge=0)] | None = None
 
 
 class _ObservationDoc(Closed):
-    name: Str
+    name: Name
     measured_ms: Ms
     kernels: tuple[KeyDoc, ...]
 
@@ -184,10 +201,10 @@ class ProfileDoc(Closed):
     """`tfcompress.device_profile/1` as written by `save_profile` (docs/latency.md)."""
 
     schema_: Literal["tfcompress.device_profile/1"] = Field(alias="schema")
-    device: Str
+    device: Name
     runtime: Str
     delegate: Str = "XNNPACK"
-    threads: Int = Field(1, ge=1)
+    threads: Threads = 1
     dtype: Str = "int8"
     overhead_ms: Ms = 0.0
     provenance: _ProvenanceDoc = _ProvenanceDoc()
@@ -223,16 +240,39 @@ def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> Path:
     return path
 
 
+def checked(profile: DeviceProfile, where: str = "the profile") -> DeviceProfile:
+    """`profile` itself, once its JSON has passed `ProfileDoc` as `load_profile` will read it.
+
+    Builders and importers call it, so a profile they return can be saved,
+    loaded back and predicted with: a value no profile can hold (a NaN time,
+    a NUL in a name, 0 threads) is an error where it enters, not where it is used.
+
+    Raises:
+        TfcompressError: naming `where` and the key path of the first bad value.
+    """
+    parse(ProfileDoc, profile.to_json(), where=where,
+          hint="nothing was written; the measurements hold a value no profile can")
+    return profile
+
+
 def save_profile(profile: DeviceProfile, path: str | os.PathLike[str]) -> Path:
-    """Write `profile` as JSON, atomically: one line per LUT entry / observation, so diffs stay readable."""
+    """Write `profile` as JSON, atomically: one line per LUT entry / observation, so diffs stay readable.
+
+    The JSON is validated as `load_profile` will read it before anything is
+    written: a profile that would not load back (a NaN time, a NUL in its
+    name) is an error here, not when it is used.
+
+    Raises:
+        TfcompressError: the profile would not load back (naming the key path).
+    """
     from tfcompress.files import atomic_writer
 
-    d = profile.to_json()
+    d = checked(profile, f"the profile for {Path(path)}").to_json()
     lists = {k: d.pop(k) for k in ("entries", "observations")}
-    head = json.dumps(d, indent=1)[:-2]  # without the closing "\n}"
+    head = json.dumps(d, indent=1, allow_nan=False)[:-2]  # without the closing "\n}"
     parts = [head]
     for k, items in lists.items():
-        rows = ",\n  ".join(json.dumps(x, separators=(",", ":")) for x in items)
+        rows = ",\n  ".join(json.dumps(x, separators=(",", ":"), allow_nan=False) for x in items)
         parts.append(f',\n "{k}": [\n  {rows}\n ]' if items else f',\n "{k}": []')
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -241,16 +281,37 @@ def save_profile(profile: DeviceProfile, path: str | os.PathLike[str]) -> Path:
     return path
 
 
+_REBUILD = "rebuild it with `tfcompress profile`"
+
+
 def load_profile(path: str | os.PathLike[str]) -> DeviceProfile:
-    """Read a profile written by `save_profile`."""
+    """Read a profile written by `save_profile` (a regular file of at most 64 MiB).
+
+    Everything is range-checked here (`schema`), so a profile that loads can
+    be predicted with.
+
+    Raises:
+        TfcompressError: missing, not a regular file, too large, not JSON, or
+            a bad field (naming the file and the key path).
+    """
     path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise TfcompressError(f"device profile not found: {path}", "check the path") from None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise TfcompressError(f"cannot read device profile {path}: {exc}", "rebuild it with `tfcompress profile`") from exc
-    return DeviceProfile.from_json(data, label=str(path))
+    text = read_document(path, what="device profile", hint=_REBUILD)
+    return DeviceProfile.from_json(parse_json(text, where=str(path), hint=_REBUILD), label=str(path))
+
+
+_UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def profile_file_name(device: str, suffix: str = ".json") -> str:
+    """A file name for a device's profile that is one safe path component, whatever the name holds.
+
+    Names come from measurement files ("device": "../../x" must not write
+    outside the folder): characters outside [A-Za-z0-9._-] become "_",
+    dots, dashes and "_" at either end are dropped (no "..", no hidden file, no option-like name), at most 64
+    characters; "device" when nothing is left.
+    """
+    stem = _UNSAFE_NAME_CHARS.sub("_", device).strip("._-")[:64].rstrip("._-") or "device"
+    return stem + suffix
 
 
 def shipped_profiles() -> dict[str, Path]:

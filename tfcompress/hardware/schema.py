@@ -5,22 +5,58 @@
 
 Our own documents (`Closed`) forbid unknown keys; parts of foreign formats that
 legitimately carry more than we read derive from `Open`. Numbers are strict (a
-string or a bool is not a number), containers lax (JSON arrays become tuples).
+string or a bool is not a number), containers lax (JSON arrays become tuples),
+and every number is range-checked here, so a document that parses can be used:
+times are finite and at most `MAX_MS`, shapes fit the int32 fields of a .tflite,
+thread counts are 1..`MAX_THREADS`, names hold no control characters.
+
+    text = read_document(path, what="device profile", hint="rebuild it")    # bounded, regular files only
+    data = parse_json(text, where=str(path), hint="rebuild it")             # one-line errors, no RecursionError
 """
 
 from __future__ import annotations
 
+import json
+import os
+import reprlib
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, ValidatorFunctionWrapHandler, WrapValidator
 from pydantic_core import PydanticCustomError
 
 from tfcompress.errors import TfcompressError
+from tfcompress.export.input_files import MAX_DOCUMENT_BYTES, read_input
 from tfcompress.hardware.kernels import KernelKey
 
-__all__ = ["Closed", "Open", "Int", "Str", "Number", "Ms", "KeyDoc", "parse", "error_from"]
+__all__ = ["Closed", "Open", "Int", "Int32", "Count", "Threads", "Str", "Name", "Number", "Ms", "MAX_MS",
+           "MAX_THREADS", "KeyDoc", "is_name", "parse", "error_from", "read_document", "parse_json", "short_repr"]
+
+MAX_MS = 1e7
+"""The longest time a document may record: 1e7 ms (about 2.8 hours) for one kernel or model invoke."""
+
+MAX_THREADS = 1024
+"""Most threads a profile may record."""
+
+_INT32 = 2**31
+
+_SHORT = reprlib.Repr()
+_SHORT.maxstring = _SHORT.maxother = 60
+_SHORT.maxlist = _SHORT.maxtuple = _SHORT.maxdict = 4
+_SHORT.maxlevel = 2
+
+
+def short_repr(value: Any) -> str:
+    """repr() bounded in length and depth: error messages quote a bad value, never a whole document."""
+    return _SHORT.repr(value)
+
 
 Int = Annotated[int, Strict()]
+Int32 = Annotated[int, Strict(), Field(ge=-_INT32, le=_INT32 - 1)]
+"""A shape dimension, channel count, kernel size or stride: an int32 field of a .tflite."""
+Count = Annotated[int, Strict(), Field(ge=0, le=2**53)]
+"""A number of runs or models."""
+Threads = Annotated[int, Strict(), Field(ge=1, le=MAX_THREADS)]
 Str = Annotated[str, Strict()]
 Number = Annotated[float, Strict(), Field(allow_inf_nan=False)]
 
@@ -29,11 +65,30 @@ def _as_ms(value: Any, handler: ValidatorFunctionWrapHandler) -> float:
     try:
         return handler(value)
     except ValidationError:
-        raise PydanticCustomError("ms", "is not a time in ms: {value}", {"value": repr(value)}) from None
+        raise PydanticCustomError("ms", "is not a time in ms: {value}", {"value": short_repr(value)}) from None
 
 
-Ms = Annotated[float, Strict(), Field(ge=0, allow_inf_nan=False), WrapValidator(_as_ms)]
-"""A time in ms: a finite number >= 0."""
+Ms = Annotated[float, Strict(), Field(ge=0, le=MAX_MS, allow_inf_nan=False), WrapValidator(_as_ms)]
+"""A time in ms: a finite number, 0 <= ms <= MAX_MS."""
+
+
+def is_name(name: str) -> bool:
+    """Whether `name` is a valid device / model name (see `Name`)."""
+    return 0 < len(name) <= 256 and not any(ord(c) < 32 or ord(c) == 127 for c in name)
+
+
+def _as_name(value: Any, handler: ValidatorFunctionWrapHandler) -> str:
+    name = handler(value)
+    if not is_name(name):
+        raise PydanticCustomError(
+            "name", "is not a name (1-256 characters, no NUL or other control characters): {value}",
+            {"value": short_repr(value)},
+        )
+    return name
+
+
+Name = Annotated[str, Strict(), WrapValidator(_as_name)]
+"""A device or model name: 1-256 characters, none of them NUL or another control character."""
 
 
 class Closed(BaseModel):
@@ -53,15 +108,15 @@ class KeyDoc(Closed):
 
     op: Str
     dtype: Str
-    in_shape: tuple[Int, ...]
-    out_shape: tuple[Int, ...]
-    cin: Int = 0
-    cout: Int = 0
-    kernel: tuple[Int, Int] = (0, 0)
-    stride: tuple[Int, Int] = (0, 0)
+    in_shape: tuple[Int32, ...]
+    out_shape: tuple[Int32, ...]
+    cin: Int32 = 0
+    cout: Int32 = 0
+    kernel: tuple[Int32, Int32] = (0, 0)
+    stride: tuple[Int32, Int32] = (0, 0)
     padding: Str = ""
     activation: Str = ""
-    extra: tuple[Int, ...] = ()
+    extra: tuple[Int32, ...] = ()
 
     def key(self) -> KernelKey:
         return KernelKey(self.op, self.dtype, self.in_shape, self.out_shape, self.cin, self.cout, self.kernel,
@@ -100,8 +155,8 @@ def error_from(exc: ValidationError, where: str, hint: str) -> TfcompressError:
     elif kind == "extra_forbidden":
         what = f"unknown key {path!r}"
     elif kind in _PHRASES:
-        what = f"{path!r} {_PHRASES[kind]}: {first['input']!r}"
-    elif kind == "ms":
+        what = f"{path!r} {_PHRASES[kind]}: {short_repr(first['input'])}"
+    elif kind in ("ms", "name"):
         what = f"{path!r} {first['msg']}"
     else:
         what = f"{path!r}: {first['msg'][0].lower()}{first['msg'][1:]}"
@@ -118,3 +173,41 @@ def parse(model: type[M], data: Any, *, where: str, hint: str) -> M:
         return model.model_validate(data)
     except ValidationError as exc:
         raise error_from(exc, where, hint) from None
+
+
+def read_document(path: str | os.PathLike[str], *, what: str, hint: str) -> str:
+    """The text of a JSON / CSV document: a regular file of at most `MAX_DOCUMENT_BYTES`, UTF-8.
+
+    Raises:
+        TfcompressError: missing, not a regular file, too large, or not text
+            (e.g. a .tflite passed where a profile goes).
+    """
+    raw = read_input(path, what=what, cap=MAX_DOCUMENT_BYTES, hint=hint)
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        is_what = "a TFLite model" if raw[4:8] == b"TFL3" else "not a text file"
+        raise TfcompressError(f"{Path(path)} is {is_what}, not a {what}", hint) from None
+
+
+def parse_json(text: str, *, where: str, hint: str) -> Any:
+    """`json.loads(text)`, with every way it can fail as one TfcompressError naming `where`.
+
+    Besides syntax errors: NaN / Infinity literals, integers of thousands of
+    digits, and nesting deeper than the interpreter's recursion limit.
+    """
+    try:
+        return json.loads(text, parse_constant=_refuse_constant)
+    except json.JSONDecodeError as exc:
+        raise TfcompressError(
+            f"{where} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})", hint
+        ) from None
+    except RecursionError:
+        raise TfcompressError(f"{where} is not a JSON document tfcompress reads: nested too deeply", hint) from None
+    except ValueError as exc:  # integers over sys.get_int_max_str_digits(), NaN / Infinity
+        why = "it holds an integer of thousands of digits" if "digits" in str(exc) else str(exc)
+        raise TfcompressError(f"{where} is not a JSON document tfcompress reads: {why}", hint) from None
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")

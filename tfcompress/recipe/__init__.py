@@ -14,7 +14,7 @@ A recipe is a mapping (full reference with examples: docs/recipes.md; JSON Schem
         params:                   # optional mapping: the technique's pydantic `Params`
           final_sparsity: 0.5
         rules:                    # optional list, first matching rule wins
-          - match: {name: "^logits$"}            # `name` and/or `class`: Python regexes (re.search)
+          - match: {name: "^logits$"}            # `name` and/or `class`: regexes (re.search, run by RE2)
             skip: true                           # leave matching layers alone
           - match: {class: "Conv2D|DepthwiseConv2D"}
             params: {final_sparsity: 0.6}        # partial override of the stage's params
@@ -37,7 +37,14 @@ Format decisions:
   ``params:`` line. A rule's ``params`` are checked field by field and also applied over the stage's
   params, so a combination the technique rejects is caught here rather than during compression.
 * A rule needs ``match`` with at least one of ``name`` / ``class``; ``skip: true`` and ``params`` in the
-  same rule is an error.
+  same rule is an error. Its regexes run on RE2 (linear time, so no pattern can hang): Python syntax
+  without backreferences and lookaround, at most 1,000 characters.
+* Stage order is checked against the table `tfcompress.recipe.order.ORDER_RULES`: what cannot work
+  (``qat`` before ``prune``, ``qat`` twice, ...) is an error at the later stage's line; what undoes an
+  earlier stage (clustering after pruning without ``preserve_sparsity``) is a `StageOrderWarning`.
+* Bounds: a recipe is at most 1 MiB (`MAX_RECIPE_BYTES`, checked before parsing; files are read only
+  when they are regular files, at most that many bytes), 20,000 YAML nodes, 64 levels; integers of
+  more than 100 digits and strings holding NUL are errors.
 * ``.json`` files use the same structure (parsed by the YAML parser so errors keep line numbers; tab
   indentation in JSON is accepted).
 
@@ -49,7 +56,8 @@ name) start with the path / name.
 
 Public API: `load_recipe`, `parse_recipe_text`, `parse_recipe_dict`, `dump_recipe`, `recipe_to_dict`,
 `recipe_json_schema`, `list_shipped_recipes`, `recipe_dirs` (and `RECIPE_DIRS`, the search path for
-shipped recipes, `RECIPE_SUFFIXES`).
+shipped recipes, `RECIPE_SUFFIXES`, `MAX_RECIPE_BYTES`), `check_stage_order`, `RecipeWarning`,
+`StageOrderWarning`.
 
 This package imports no TensorFlow: technique ``Params`` come from the registry, whose modules import
 Keras only inside their functions.
@@ -59,20 +67,26 @@ from __future__ import annotations
 
 import enum
 import os
+import stat
 from pathlib import Path
 from typing import Any, Mapping
 
 from pydantic import BaseModel
 
 from tfcompress.errors import RecipeError
+from tfcompress.recipe.order import RecipeWarning, StageOrderWarning, check_stage_order
 from tfcompress.recipe.schema import CONVERT, build_recipe, recipe_schema
-from tfcompress.recipe.yaml_tree import compose, dump_yaml, from_python, suggest
+from tfcompress.recipe.yaml_tree import MAX_RECIPE_BYTES, check_size, compose, dump_yaml, from_python, suggest
 from tfcompress.techniques import TECHNIQUES
 from tfcompress.types import Recipe
 
 __all__ = [
+    "MAX_RECIPE_BYTES",
     "RECIPE_DIRS",
     "RECIPE_SUFFIXES",
+    "RecipeWarning",
+    "StageOrderWarning",
+    "check_stage_order",
     "dump_recipe",
     "list_shipped_recipes",
     "load_recipe",
@@ -155,10 +169,33 @@ def _looks_like_path(text: str) -> bool:
     )
 
 
+def _file_kind(mode: int) -> str:
+    return next((name for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                                         (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                                         (stat.S_ISSOCK, "a socket")) if test(mode)), "not a regular file")
+
+
+def _read_bounded(path: Path) -> bytes:
+    """At most `MAX_RECIPE_BYTES` + 1 bytes of `path`, a regular file (or a link to one); never blocks on a FIFO."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise RecipeError(f"{path}: a recipe must be a regular file, this is {_file_kind(info.st_mode)}",
+                              "pass the path of a .yaml / .json file")
+        check_size(info.st_size, str(path))
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            data = f.read(MAX_RECIPE_BYTES + 1)  # the file may have grown since fstat
+    finally:
+        os.close(fd)
+    check_size(len(data), str(path))
+    return data
+
+
 def _load_file(path: Path, registry: Mapping[str, Any] | None) -> Recipe:
     hint = f"shipped recipes: {', '.join(list_shipped_recipes()) or '(none)'}"
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        text = _read_bounded(path).decode("utf-8-sig")
     except FileNotFoundError:
         raise RecipeError(f"{path}: recipe file not found", f"check the path; {hint}") from None
     except UnicodeDecodeError as e:
@@ -166,6 +203,8 @@ def _load_file(path: Path, registry: Mapping[str, Any] | None) -> Recipe:
                           "save the file as UTF-8") from None
     except OSError as e:
         raise RecipeError(f"{path}: cannot read recipe: {e.strerror or e}", "check the path and permissions") from None
+    except ValueError as e:  # a path with a NUL character
+        raise RecipeError(f"{str(path)[:200]!r}: cannot read recipe: {e}", "check the path") from None
     return parse_recipe_text(text, source=str(path), registry=registry)
 
 

@@ -27,7 +27,9 @@ from pydantic import (
     field_validator, model_validator,
 )
 
+from tfcompress.recipe.order import check_stage_order
 from tfcompress.recipe.yaml_tree import Located, error, short, show, suggest
+from tfcompress.techniques.rules import MAX_PATTERN_CHARS, compile_pattern
 from tfcompress.types import ExportSettings, LayerMatch, LayerRule, Recipe, Stage
 
 CONVERT = "convert"  # the export sugar: `- technique: convert` as the last stage sets `export`
@@ -42,21 +44,18 @@ class MatchModel(BaseModel):
 
     model_config = _FROZEN
 
-    name: StrictStr | None = Field(None, description="Python regex searched (re.search) in the layer's name")
+    name: StrictStr | None = Field(
+        None, max_length=MAX_PATTERN_CHARS,
+        description="regex searched (re.search semantics, run by RE2) in the layer's name")
     class_name: StrictStr | None = Field(
-        None, alias="class", description="Python regex searched (re.search) in the layer's class name")
+        None, alias="class", max_length=MAX_PATTERN_CHARS,
+        description="regex searched (re.search semantics, run by RE2) in the layer's class name")
 
     @field_validator("name", "class_name")
     @classmethod
     def _compiles(cls, pattern: str | None) -> str | None:
         if pattern is not None:
-            try:
-                re.compile(pattern)
-            except re.error as e:
-                raise ValueError(f"invalid regular expression {short(pattern)!r}: {e}") from None
-            except (OverflowError, RecursionError) as e:  # a huge repeat count, deep nesting
-                raise ValueError(f"invalid regular expression {short(pattern)!r}: {type(e).__name__}: "
-                                 f"{short(str(e), 120)}") from None
+            compile_pattern(pattern)  # ValueError: invalid, or not runnable in linear time
         return pattern
 
     @model_validator(mode="after")
@@ -72,8 +71,8 @@ class RuleBase(BaseModel):
     model_config = _FROZEN
 
     match: MatchModel = Field(
-        description="which layers: 'name' and/or 'class', Python regexes searched (re.search) in the layer's name / "
-        "class name; both given = both must match. e.g. `match: {name: \"^logits$\"}`")
+        description="which layers: 'name' and/or 'class', regexes searched (re.search semantics, run by RE2) in the "
+        "layer's name / class name; both given = both must match. e.g. `match: {name: \"^logits$\"}`")
     skip: StrictBool = Field(False, description="`skip: true` leaves matching layers untouched by this stage")
     params: dict[str, Any] | None = Field(
         None, description="overrides of the stage's params for matching layers (same keys and types); the stage's "
@@ -123,9 +122,9 @@ class RecipeFile(BaseModel):
 
     model_config = _FROZEN
 
-    name: Annotated[StrictStr, Field(min_length=1, pattern=r"\S")] = Field(
+    name: Annotated[StrictStr, Field(min_length=1, max_length=200, pattern=r"\S")] = Field(
         description="the recipe's name (reports, file names), e.g. `name: prune-50`")
-    description: StrictStr | None = Field(None, description="one line for humans; null = \"\"")
+    description: StrictStr | None = Field(None, max_length=10_000, description="one line for humans; null = \"\"")
     stages: list[dict[str, Any]] = Field(min_length=1, description=_STAGES)
     export: ExportSettings | None = Field(
         None, description="how the final model becomes a .tflite (default: full int8); or, as sugar, a last stage "
@@ -253,8 +252,10 @@ def describe(s: dict[str, Any], defs: dict[str, Any]) -> str:
     if kind == "object":
         extra = s.get("additionalProperties")
         return f"a mapping of names to values, each {describe(extra, defs)}" if isinstance(extra, dict) else "a mapping"
-    return {"null": "null", "boolean": "true or false", "string": "a non-empty string" if s.get("minLength") else
-            "a string"}.get(kind, "any value")
+    if kind == "string":
+        text = "a non-empty string" if s.get("minLength") else "a string"
+        return text + (f" of at most {s['maxLength']:,} characters" if "maxLength" in s else "")
+    return {"null": "null", "boolean": "true or false"}.get(kind, "any value")
 
 
 @dataclass(frozen=True)
@@ -437,5 +438,6 @@ def build_recipe(root: Located | None, source: str, registry: Mapping[str, Any])
             raise error(source, tv.at, f"stages[{i}].technique: the export settings are given twice: by the top-level "
                         f"'export' and by this {CONVERT!r} stage", "keep one of them (`export:` is the plain form)")
         export = validate(ConvertStage, v, _Context(source, f"stages[{i}]", CONVERT, "stage")).params
+    check_stage_order(stages, source)
     return Recipe(name=top.name, stages=tuple(stages), description=top.description or "", source=source,
                   export=export or ExportSettings())

@@ -3,8 +3,10 @@
 `compose` parses YAML (or JSON) text with PyYAML's composer and turns the node tree into `Located`
 values (value + line), refusing what a recipe never needs: duplicate keys (YAML would keep the last
 one silently), non-string keys, tags other than the standard ones, recursive aliases, and alias
-expansion beyond `MAX_VALUES` values ("billion laughs"). Floats follow YAML 1.2 / JSON (`1e-4` is a
-float). `from_python` builds the same tree from plain Python data (no lines). `dump_yaml` writes
+expansion beyond `MAX_VALUES` values ("billion laughs"). The work is bounded before it starts: text
+over `MAX_RECIPE_BYTES` is refused unparsed, composition stops at `MAX_NODES` nodes, integers of more
+than `MAX_INT_DIGITS` digits are never converted, and strings holding NUL are refused. Floats follow
+YAML 1.2 / JSON (`1e-4` is a float). `from_python` builds the same tree from plain Python data (no lines). `dump_yaml` writes
 plain data back with the same float resolver, so it reads back equal.
 """
 
@@ -23,13 +25,18 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from tfcompress.errors import RecipeError
 
+MAX_RECIPE_BYTES = 1 << 20  # 1 MiB: shipped recipes are under 1 KiB; PyYAML needs ~1 s and ~100 MB per MiB
+MAX_NODES = 20_000  # YAML nodes composed (aliases not expanded): a recipe of 100 stages needs ~5,000
 MAX_VALUES = 100_000  # alias expansion guard ("billion laughs")
 MAX_DEPTH = 64
+MAX_INT_DIGITS = 100  # no recipe value comes near; int() of a long digit string is quadratic
+_INT_LIMIT = 10**MAX_INT_DIGITS
 
 _MAP_TAG = "tag:yaml.org,2002:map"
 _SEQ_TAG = "tag:yaml.org,2002:seq"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _FLOAT_TAG = "tag:yaml.org,2002:float"
+_INT_TAG = "tag:yaml.org,2002:int"
 
 # PyYAML's YAML 1.1 float pattern needs a dot and a signed exponent (`1.0e-4`): `1e-4` and `1.0e5` would be
 # strings. This one also takes the YAML 1.2 / JSON forms. Loader and dumper share it, so a string that
@@ -59,15 +66,27 @@ def _use_float_resolver(cls: type) -> type:
 
 @_use_float_resolver
 class _Loader(yaml.SafeLoader):
-    """SafeLoader with the YAML 1.2-style float resolver; an alias (*name) gets its own position."""
+    """SafeLoader with the YAML 1.2-style float resolver; an alias (*name) gets its own position.
+
+    Composition stops with `_TooManyNodes` after `MAX_NODES` nodes, before the rest is even scanned.
+    """
+
+    nodes = 0
 
     def compose_node(self, parent: Node | None, index: Any) -> Node:
+        self.nodes += 1
+        if self.nodes > MAX_NODES:
+            raise _TooManyNodes(self.peek_event().start_mark)
         if not self.check_event(yaml.AliasEvent):
             return super().compose_node(parent, index)
         event = self.peek_event()
         node = copy.copy(super().compose_node(parent, index))  # shares the anchored node's value
         node.start_mark, node.end_mark = event.start_mark, event.end_mark
         return node
+
+
+class _TooManyNodes(Exception):
+    """More than MAX_NODES YAML nodes (args: the mark where composition stopped)."""
 
 
 class _FlowMap(dict):
@@ -119,6 +138,14 @@ def show(x: Any) -> str:
         return _describe_value(x)
     except Exception:  # an int too long to print, a broken __repr__
         return f"a value of type {type(x).__name__}"
+
+
+def _repr(x: Any) -> str:
+    """`repr(x)`, shortened; never raises (an int too long to print, a broken __repr__)."""
+    try:
+        return short(repr(x))
+    except Exception:
+        return f"<{type(x).__name__}>"
 
 
 def _describe_value(x: Any) -> str:
@@ -183,13 +210,30 @@ class _Reader:
             self.fail(line, f"{path or 'recipe'}: nested more than {MAX_DEPTH} levels deep",
                       "a recipe needs only a few levels: stages > stage > rules > rule > match")
 
-    def _scalar(self, node: ScalarNode, path: str) -> Any:
+    def _scalar(self, node: ScalarNode, path: str, what: str = "value") -> Any:
+        line = node.start_mark.line + 1
+        if node.tag == _INT_TAG and sum(c.isalnum() for c in node.value) > MAX_INT_DIGITS:
+            self._too_long(line, path, what)
         try:
-            return self.constructor.construct_object(node, deep=True)
+            value = self.constructor.construct_object(node, deep=True)
         except Exception as e:  # bad tag, invalid date, !!int "x", ...
             detail = getattr(e, "problem", None) or str(e)
-            self.fail(node.start_mark.line + 1, f"{path or 'recipe'}: cannot read value {short(node.value)!r}: "
+            self.fail(line, f"{path or 'recipe'}: cannot read value {short(node.value)!r}: "
                       f"{short(str(detail), 120)}", "write plain strings, numbers, true/false or null")
+        return self.check(value, line, path, what)
+
+    def _too_long(self, line: int | None, path: str, what: str) -> typing.NoReturn:
+        self.fail(line, f"{path or 'recipe'}: the {what} is an integer of more than {MAX_INT_DIGITS} digits",
+                  "far outside the range of any recipe value: check the number")
+
+    def check(self, value: Any, line: int | None, path: str, what: str = "value") -> Any:
+        """`value` (a scalar or key) unless it is a string holding NUL or an integer of absurd length."""
+        if isinstance(value, str) and "\x00" in value:
+            self.fail(line, f"{path or 'recipe'}: the {what} {short(value)!r} contains a NUL character",
+                      "recipe strings are names, regexes and words: remove the \\0")
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= _INT_LIMIT:
+            self._too_long(line, path, what)
+        return value
 
     def node(self, node: Node, path: str, depth: int = 0, key_line: int | None = None) -> Located:
         line = node.start_mark.line + 1
@@ -223,7 +267,7 @@ class _Reader:
                 self.fail(kline, f"{path or 'recipe'}: a key must be a plain string, got a "
                           f"{'list' if isinstance(key_node, SequenceNode) else 'mapping'}",
                           "keys are names such as `technique` or `epochs`")
-            key = self._scalar(key_node, path)
+            key = self._scalar(key_node, path, "key")
             if not isinstance(key, str):
                 self.fail(kline, f"{path or 'recipe'}: key {key_node.value!r} must be a string, got {show(key)}",
                           "quote the key, or fix the indentation")
@@ -260,21 +304,40 @@ class _Reader:
                 out: dict[str, Located] = {}
                 for key, value in obj.items():
                     if not isinstance(key, str):
-                        self.fail(None, f"{path or 'recipe'}: key {short(repr(key))} must be a string",
+                        self.fail(None, f"{path or 'recipe'}: key {_repr(key)} must be a string, got {show(key)}",
                                   "keys are names such as 'technique' or 'epochs'")
+                    self.check(key, None, path, "key")
                     out[key] = self.python(value, f"{path}.{key}" if path else key, depth + 1)
                 return Located(out, None)
             finally:
                 self.active.discard(id(obj))
-        return Located(obj, None)
+        return Located(self.check(obj, None, path), None)
+
+
+def check_size(size: int, source: str, unit: str = "bytes") -> None:
+    """Refuse a recipe of `size` (bytes, or characters: each is at least one byte) over `MAX_RECIPE_BYTES`."""
+    if size > MAX_RECIPE_BYTES:
+        raise RecipeError(f"{source}: recipe is too large: {size:,} {unit}, the limit is {MAX_RECIPE_BYTES:,} bytes",
+                          "a recipe is a short list of stages (shipped ones are under 1 KiB): check the file")
 
 
 def compose(text: str, source: str) -> Located | None:
-    """Parse YAML text into a located tree (None for an empty document)."""
+    """Parse YAML text into a located tree (None for an empty document).
+
+    Raises:
+        RecipeError: text over `MAX_RECIPE_BYTES` (refused before parsing), invalid YAML, more than
+            `MAX_NODES` nodes, or a value the `_Reader` refuses.
+    """
+    check_size(len(text), source, "characters")
+    check_size(len(text.encode("utf-8", "surrogatepass")), source)
     loader = None
     try:
         loader = _Loader(text)
         node = loader.get_single_node()
+    except _TooManyNodes as e:
+        mark = e.args[0]
+        raise error(source, mark.line + 1, f"too many values (more than {MAX_NODES:,} YAML nodes)",
+                    "a recipe is a short list of stages: check for generated or pasted data") from None
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         problem = ", ".join(p for p in (e.context, e.problem) if p) or "syntax error"

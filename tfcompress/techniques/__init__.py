@@ -31,6 +31,7 @@ _MODULES: dict[str, str] = {
     "low_rank": "tfcompress.techniques.lowrank",
     "share_weights": "tfcompress.techniques.sharing",
     "distill": "tfcompress.techniques.distill",
+    "swap": "tfcompress.techniques.swap",
 }
 
 

@@ -17,6 +17,8 @@ from tfcompress.techniques import load_tfmot
 from tfcompress.techniques.base import Capability, StageContext, Technique
 from tfcompress.types import LayerRule
 
+_COUNT = Annotated[StrictInt, Field(ge=1, le=1024)]  # a block side, or one of m_by_n's counts
+
 
 class Params(BaseModel):
     """Recipe `params:` of a prune stage (field descriptions are the docs and the JSON Schema).
@@ -37,10 +39,10 @@ class Params(BaseModel):
         None, ge=1, le=10**9, description="step at which the target is reached; null = end of the stage's training")
     frequency: StrictInt = Field(100, ge=1, le=10**9, description="prune every this many steps")
     power: StrictFloat = Field(3.0, gt=0.0, le=100.0, description="exponent of the polynomial schedule")
-    block_size: tuple[Annotated[StrictInt, Field(ge=1, le=1024)], Annotated[StrictInt, Field(ge=1, le=1024)]] = Field(
+    block_size: tuple[_COUNT, _COUNT] = Field(
         (1, 1), description="(rows, cols) pruned together (block sparsity); [1, 1] = unstructured")
     block_pooling: Literal["AVG", "MAX"] = Field("AVG", description="how a block's magnitude is pooled")
-    m_by_n: tuple[StrictInt, StrictInt] | None = Field(
+    m_by_n: tuple[_COUNT, _COUNT] | None = Field(
         None, description="(m, n) structured sparsity, e.g. [2, 4]: 2 zeros in every 4 weights; overrides final_sparsity")
     policy: Literal["none", "xnnpack"] = Field(
         "none", description='"xnnpack" prunes only what XNNPACK\'s sparse kernels accelerate (TF-MOT '

@@ -4,27 +4,86 @@ First matching rule wins; `skip: true` leaves the layer alone; a rule's
 `params` override the stage's for its layers. A rule that matches no layer of
 the model is a warning, not an error: shipped recipes target common layer
 names and classes that a given model may not have.
+
+Rule regexes come from recipe files, so they run on RE2 (`google-re2`), whose matching time is linear
+in the name: a pattern such as `^(a+)+$` cannot hang. `compile_pattern` is the one place a rule or a
+technique's layer-name regex is compiled; it refuses what RE2 cannot run (backreferences, lookaround),
+patterns over `MAX_PATTERN_CHARS` and NUL characters. Layer names over `MAX_NAME_CHARS` match no rule.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
+import re2
+
 from tfcompress.types import LayerMatch, LayerRule
+
+MAX_PATTERN_CHARS = 1000  # a rule regex longer than this is an error
+MAX_NAME_CHARS = 1024  # a layer / class name longer than this matches no rule
+
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False  # RE2 would print every rejected pattern to stderr
 
 
 class UnmatchedRuleWarning(UserWarning):
     """A recipe rule matched no layer of the model."""
 
 
-def matches(match: LayerMatch, layer: Any) -> bool:
-    """Whether `layer` satisfies a rule's name / class regexes (re.search)."""
-    if match.name is not None and not re.search(match.name, layer.name):
+class LongLayerNameWarning(UserWarning):
+    """A layer name too long to match against rules (it gets the stage's params)."""
+
+
+@functools.lru_cache(maxsize=1024)
+def compile_pattern(pattern: str) -> Any:
+    """`pattern` compiled by RE2 (linear-time matching; `.search(text)` as `re.search`).
+
+    A pattern must be valid Python `re` syntax (its error messages are the clearer ones) that RE2 can run.
+
+    Raises:
+        ValueError: the reason, naming the pattern.
+    """
+    shown = pattern if len(pattern) <= 60 else pattern[:57] + "..."
+    if len(pattern) > MAX_PATTERN_CHARS:
+        raise ValueError(f"regular expression of {len(pattern):,} characters: the limit is {MAX_PATTERN_CHARS:,}")
+    if "\x00" in pattern:
+        raise ValueError(f"regular expression {shown!r} contains a NUL character")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "possible nested set" and such: RE2 has the last word
+            re.compile(pattern)
+    except re.error as e:
+        raise ValueError(f"invalid regular expression {shown!r}: {e}") from None
+    except (OverflowError, RecursionError) as e:  # a huge repeat count, deep nesting
+        raise ValueError(f"invalid regular expression {shown!r}: {type(e).__name__}: {str(e)[:120]}") from None
+    try:
+        return re2.compile(pattern, _RE2_OPTIONS)
+    except Exception as e:  # re2.error; its message is bytes
+        reason = e.args[0].decode("utf-8", "replace") if e.args and isinstance(e.args[0], bytes) else str(e)
+        raise ValueError(
+            f"regular expression {shown!r} needs what the linear-time engine (RE2) rules run on does not have: "
+            f"{reason[:120]} (no backreferences, lookahead / lookbehind, \\Z, verbose mode or repeats over 1000)"
+        ) from None
+
+
+def search(pattern: str, text: str) -> bool:
+    """Whether `pattern` (a rule regex) is found in `text`; texts over `MAX_NAME_CHARS` never match."""
+    if len(text) > MAX_NAME_CHARS:
+        warnings.warn(f"layer name of {len(text):,} characters ({text[:40]!r}...) is over {MAX_NAME_CHARS:,}: no "
+                      "rule matches it", LongLayerNameWarning, stacklevel=3)
         return False
-    if match.class_name is not None and not re.search(match.class_name, type(layer).__name__):
+    return compile_pattern(pattern).search(text) is not None
+
+
+def matches(match: LayerMatch, layer: Any) -> bool:
+    """Whether `layer` satisfies a rule's name / class regexes (re.search semantics, run by RE2)."""
+    if match.name is not None and not search(match.name, layer.name):
+        return False
+    if match.class_name is not None and not search(match.class_name, type(layer).__name__):
         return False
     return True
 

@@ -27,7 +27,6 @@ they do not, the converter writes copies, and `tflite_sharing` shows it.)
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -36,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, Stric
 
 from tfcompress.types import LayerRule
 from tfcompress.techniques.base import Capability, StageContext, Technique
+from tfcompress.techniques.rules import compile_pattern, search
 
 __all__ = [
     "TECHNIQUE",
@@ -56,7 +56,8 @@ class Params(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     groups: tuple[StrictStr, ...] = Field(
-        (), description="regexes (re.search on layer names); each one's matches are tied. "
+        (), max_length=256, description="regexes (re.search semantics, run by RE2) on layer names; each one's "
+        "matches are tied. "
         "Empty: groups are chosen by kernel cosine similarity")
     similarity: StrictFloat = Field(0.9, ge=-1.0, le=1.0, description="cosine threshold for automatic grouping")
     init: Literal["mean", "first"] = Field(
@@ -67,10 +68,7 @@ class Params(BaseModel):
     @classmethod
     def _regexes(cls, groups: tuple[str, ...]) -> tuple[str, ...]:
         for g in groups:
-            try:
-                re.compile(g)
-            except (re.error, OverflowError, RecursionError) as e:
-                raise ValueError(f"invalid regex {g!r}: {e}") from None
+            compile_pattern(g)  # ValueError: invalid, not runnable by RE2, too long, NUL
         return groups
 
 
@@ -124,7 +122,7 @@ def plan_sharing(model: Any, params: Params | None = None, rules: tuple[LayerRul
         for pattern in p.groups:
             by_sig: dict[tuple, list[Any]] = {}
             for layer in layers:
-                if layer.name not in taken and re.search(pattern, layer.name):
+                if layer.name not in taken and search(pattern, layer.name):
                     by_sig.setdefault(_signature(layer), []).append(layer)
             for members in by_sig.values():
                 if len(members) > 1:

@@ -30,7 +30,8 @@ from tfcompress.hardware.importers.android import ANDROID_BENCHMARK_SCHEMA
 from tfcompress.hardware.importers.edge_result import EDGE_RESULT_SCHEMA
 from tfcompress.hardware.importers.source import Imported, ImportFormat, MeasurementFile, load_models
 from tfcompress.hardware.predict import calibrated
-from tfcompress.hardware.profile import DeviceProfile, Provenance
+from tfcompress.hardware.profile import DeviceProfile, Provenance, checked
+from tfcompress.hardware.schema import is_name, short_repr
 
 __all__ = ["EDGE_RESULT_SCHEMA", "ANDROID_BENCHMARK_SCHEMA", "Imported", "ImportFormat", "FORMATS",
            "import_measurements", "to_profile"]
@@ -67,6 +68,9 @@ def import_measurements(
         TfcompressError: unknown format, malformed or truncated file (naming
             the file and, for a CSV, the line), a model that does not match.
     """
+    if device is not None and not is_name(device):
+        raise TfcompressError(f"device name {short_repr(device)} is not a name",
+                              "give 1-256 characters without NUL or other control characters")
     source = MeasurementFile(path, _known_formats())
     if format is None:
         format = next((name for name, f in FORMATS.items() if f.detect(source)), None)
@@ -104,8 +108,9 @@ def to_profile(imported: Imported, base: DeviceProfile | None = None, command: s
     method = f"imported from {imported.source_format} {imported.source}".strip()
     if imported.method:
         method = f"{method}: {imported.method}"
+    where = f"the profile from {imported.source or imported.source_format}"
     if base is None:
-        return calibrated(DeviceProfile(
+        return checked(calibrated(DeviceProfile(
             device=imported.device,
             runtime=imported.runtime,
             delegate=imported.delegate,
@@ -115,7 +120,7 @@ def to_profile(imported: Imported, base: DeviceProfile | None = None, command: s
                                   method=method, load_average=imported.load_average),
             entries=imported.entries,
             observations=imported.observations,
-        ))
+        )), where)
     clashes = [
         f"{what} {mine!r} vs {theirs!r}"
         for what, mine, theirs in (
@@ -133,8 +138,8 @@ def to_profile(imported: Imported, base: DeviceProfile | None = None, command: s
             "(to_profile without a base)",
         )
     provenance = replace(base.provenance, method="; ".join(m for m in (base.provenance.method, method) if m))
-    return calibrated(replace(
+    return checked(calibrated(replace(
         base.with_entries(imported.entries).with_observations(imported.observations),
         overhead_ms=imported.overhead_ms if imported.overhead_ms is not None else base.overhead_ms,
         provenance=provenance,
-    ))
+    )), where)

@@ -23,7 +23,7 @@ from tfcompress.hardware.importers.source import (
     schema_is,
 )
 from tfcompress.hardware.profile import LutEntry, Observation
-from tfcompress.hardware.schema import Closed, Int, Ms, Open, Str, parse
+from tfcompress.hardware.schema import Closed, Count, Int, Ms, Name, Open, Str, parse
 
 __all__ = ["ANDROID_BENCHMARK_SCHEMA", "AndroidBenchmarkDoc", "FORMAT"]
 
@@ -31,8 +31,8 @@ ANDROID_BENCHMARK_SCHEMA = "tfcompress.android_benchmark/1"
 
 
 class _DeviceDoc(Open):
-    manufacturer: Str | None = None
-    model: Str | None = None
+    manufacturer: Name | None = None
+    model: Name | None = None
     soc: Str | None = None
     android_sdk: Int | Str | None = None
     abi: Str | None = None
@@ -49,10 +49,10 @@ class _OpDoc(Closed):
 
 
 class _ModelDoc(Closed):
-    name: Str
+    name: Name
     sha256: Str
-    warmup: Int | None = None
-    runs: Int | None = None
+    warmup: Count | None = None
+    runs: Count | None = None
     latency_ms: _LatencyDoc
     ops: tuple[_OpDoc, ...] = ()
 
@@ -102,7 +102,7 @@ def _parse(source: MeasurementFile, models: list[TfliteFile], device: str | None
                 f"{m.label} (sha256 {m.sha256[:12]}...) matches no models[] entry of {source.path}: not imported"
             )
     info = doc.device
-    name = " ".join(v for v in (info.manufacturer, info.model) if v is not None) or "android"
+    name = " ".join(v for v in (info.manufacturer, info.model) if v is not None)[:256] or "android"
     host = ", ".join(f"{k} {v}" for k in ("soc", "android_sdk", "abi") if (v := getattr(info, k)) is not None)
     return Imported(
         source_format="android_benchmark",

@@ -27,6 +27,7 @@ from tfcompress.hardware.importers.source import (
     mtime_iso,
 )
 from tfcompress.hardware.profile import LutEntry, Observation
+from tfcompress.hardware.schema import MAX_MS, MAX_THREADS
 
 __all__ = ["FORMAT"]
 
@@ -39,6 +40,8 @@ _STAT_FIELD = re.compile(r"(\w+)=([-+0-9.eE]+)")
 _NODE = re.compile(r"^\[(?P<outputs>.*)\]:(?P<index>\d+)$")
 _INFERENCE = re.compile(r"Inference timings in us: .*Inference \(avg\): (?P<us>[-+0-9.eE]+)")
 _THREADS = re.compile(r"^Num threads: \[(?P<n>-?\d+)\]")
+_MAX_NODE_TYPE_TOKENS = 16
+"""Most comma-separated pieces a node type may have ("Convolution (NHWC, QC8) IGEMM" has 2): bounds a row's split."""
 _BUILTIN_OPS: frozenset[str] = frozenset(
     k for k in vars(tflite_file.schema.BuiltinOperator) if k.isupper() and k != "DELEGATE"
 )
@@ -88,6 +91,18 @@ def _columns(header: str) -> tuple[list[str], bool] | None:
     return [re.sub(r"[\s_]+", " ", n.strip().lower()) for n in names], is_csv
 
 
+def _time(token: str, where: str, name: str) -> float:
+    """A count or time in us of a summary line: a finite number >= 0 whose ms fit a profile."""
+    try:
+        value = float(token)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and 0 <= value <= MAX_MS * 1000):
+        raise TfcompressError(f"{where}: {name}={token[:40]} is not a count or time in us",
+                              "the file is corrupt; copy it from the device again")
+    return value
+
+
 def _number(token: str, column: str) -> float | None:
     if column.endswith("%"):
         if not token.endswith("%"):
@@ -111,7 +126,7 @@ def _split_row(line: str, columns: list[str], is_csv: bool) -> tuple[str, dict[s
     numeric = columns[1:-1]
     k = len(numeric)
     join = ", " if is_csv else " "
-    for i in range(1, len(tokens) - k):
+    for i in range(1, min(len(tokens) - k, _MAX_NODE_TYPE_TOKENS + 1)):
         values = [_number(tokens[i + j], numeric[j]) for j in range(k)]
         if all(v is not None for v in values):
             numbers = {c: float(v) for c, v in zip(numeric, values) if v is not None}
@@ -145,10 +160,14 @@ def _read_benchmark_model(source: MeasurementFile) -> _BenchmarkTable:
         last = lineno
         line = _LOG_PREFIX.sub("", raw.strip())
         if m := _INFERENCE.search(line):
-            out.inference_avg_us = float(m["us"])
+            out.inference_avg_us = _time(m["us"], f"{where}:{lineno}", "Inference (avg)")
             continue
         if m := _THREADS.match(line):
-            out.threads = int(m["n"])
+            n = m["n"]
+            if len(n) > 5 or not 1 <= int(n) <= MAX_THREADS:
+                raise TfcompressError(f"{where}:{lineno}: Num threads [{n[:20]}] is not a thread count "
+                                      f"(1..{MAX_THREADS})", "the file is corrupt; copy it from the device again")
+            out.threads = int(n)
             continue
         if line == _SECTION_INIT:
             section, table = "init", ""
@@ -190,10 +209,20 @@ def _read_benchmark_model(source: MeasurementFile) -> _BenchmarkTable:
                         f"{where}:{lineno}: cannot read this row of the Run Order table: {line[:100]!r}",
                         f"expected {len(columns)} columns ({', '.join(columns)}); the file may be truncated",
                     )
+                for column, value in split[1].items():
+                    if not (math.isfinite(value) and value >= 0) and column != "avg ms":  # avg_ms: its own error
+                        raise TfcompressError(
+                            f"{where}:{lineno}: {column} {value} is not a count or time",
+                            "the file is corrupt; copy it from the device again",
+                        )
                 out.rows.append(_Row(lineno, *split))
         elif graph == "primary" and (m := _TIMINGS.match(line)):
-            stat = {k: float(v) for k, v in _STAT_FIELD.findall(m["stat"])}
-            out.runs = int(stat.get("count", 0))
+            stat = {k: _time(v, f"{where}:{lineno}", k) for k, v in _STAT_FIELD.findall(m["stat"])}
+            count = stat.get("count", 0.0)
+            if count > 2**53 or count != int(count):
+                raise TfcompressError(f"{where}:{lineno}: count={count} is not a number of runs",
+                                      "the file is corrupt; copy it from the device again")
+            out.runs = int(count)
             out.total_avg_us = stat.get("avg", stat.get("curr"))
     if not section:
         raise TfcompressError(
@@ -258,10 +287,10 @@ def _parse_benchmark_model(source: MeasurementFile, models: list[TfliteFile], de
                 "pass the .tflite that benchmark_model profiled (the same file, not a re-conversion)",
             )
         ms = row.values["avg ms"]
-        if not math.isfinite(ms) or ms < 0:
+        if not math.isfinite(ms) or not 0 <= ms <= MAX_MS:
             raise TfcompressError(f"{where}:{row.line}: avg_ms {ms} is not a time", "the file is corrupt")
         calls = max(int(row.values.get("times called", 1)), 1)
-        entries.append(LutEntry(model.uses[index].key, ms, table.runs * calls, 0.0))
+        entries.append(LutEntry(model.uses[index].key, ms, min(table.runs * calls, 2**53), 0.0))
         covered.add(index)
 
     warnings: list[str] = []

@@ -7,7 +7,7 @@ kernels the same way.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -21,7 +21,7 @@ from tfcompress.hardware.importers.source import (
     schema_is,
 )
 from tfcompress.hardware.profile import LutEntry, Observation
-from tfcompress.hardware.schema import Closed, Int, KeyDoc, Ms, Number, Str, parse
+from tfcompress.hardware.schema import Closed, Count, KeyDoc, Ms, Name, Number, Str, Threads, parse
 
 __all__ = ["EDGE_RESULT_SCHEMA", "MALFORMED_HINT", "KernelDoc", "RunDoc", "EdgeResultDoc", "FORMAT", "kernel_entries"]
 
@@ -36,7 +36,7 @@ class KernelDoc(Closed):
     key: KeyDoc
     ms: Ms  # overhead subtracted
     raw_ms: Ms | None = None
-    runs: Int = 0
+    runs: Count = 0
     spread_ms: Ms = 0.0
     output_sha256: Str | None = None
 
@@ -46,7 +46,7 @@ class RunDoc(Closed):
 
     runtime: Str
     delegate: Str
-    threads: Int = Field(ge=1)
+    threads: Threads
     measured_at: Str
     overhead_ms: Ms | None = None
     kernels: tuple[KernelDoc, ...] = ()
@@ -57,10 +57,10 @@ class RunDoc(Closed):
 
 
 class _ModelDoc(Closed):
-    name: Str
+    name: Name
     sha256: Str
     ms: Ms  # the whole invoke, overhead included
-    runs: Int = 0
+    runs: Count = 0
     spread_ms: Ms = 0.0
     output_sha256: Str | None = None
     kernels: tuple[KeyDoc, ...]
@@ -75,12 +75,12 @@ class _FailedDoc(Closed):
 class EdgeResultDoc(RunDoc):
     schema_: Literal["tfcompress.edge_result/1"] = Field(alias="schema")
     bundle_sha256: Str | None = None
-    device: Str
+    device: Name
     machine: Str | None = None
     platform: Str | None = None
     python: Str | None = None
     command: Str | None = None
-    load_average: Number | None = None
+    load_average: Annotated[Number, Field(ge=0)] | None = None
     models: tuple[_ModelDoc, ...] = ()
     failed: tuple[_FailedDoc, ...] = ()
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import statistics
 from collections import defaultdict
@@ -14,10 +13,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from tfcompress.errors import TfcompressError
 from tfcompress.export.tflite_file import PathOrBytes, read_tflite, read_tflite_bytes
 from tfcompress.hardware.kernels import KernelKey, KernelUse, kernels_of
 from tfcompress.hardware.profile import LutEntry, Observation
+from tfcompress.hardware.schema import parse_json, read_document
 
 __all__ = ["Imported", "ImportFormat", "MeasurementFile", "TfliteFile", "load_models", "median_entries",
            "mtime_iso", "schema_is"]
@@ -53,33 +52,15 @@ class MeasurementFile:
 
     def __init__(self, path: str | os.PathLike[str], known_formats: str = "") -> None:
         self.path = Path(path)
-        try:
-            raw = self.path.read_bytes()
-        except FileNotFoundError:
-            raise TfcompressError(f"measurement file not found: {self.path}", "check the path") from None
-        except OSError as exc:
-            raise TfcompressError(
-                f"cannot read {self.path}: {exc.strerror or exc}", "check the file's permissions"
-            ) from exc
-        try:
-            self.text = raw.decode("utf-8-sig")
-        except UnicodeDecodeError:
-            raise TfcompressError(
-                f"{self.path} is not a text file", f"pass one of: {known_formats}"
-            ) from None
+        self.text = read_document(self.path, what="measurement file", hint=f"pass one of: {known_formats}")
 
     @cached_property
     def json(self) -> Any:
         """The parsed JSON, None when the file is not JSON (a truncated JSON file is an error)."""
         if not self.text.lstrip().startswith(("{", "[")):
             return None
-        try:
-            return json.loads(self.text)
-        except json.JSONDecodeError as exc:
-            raise TfcompressError(
-                f"{self.path} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})",
-                "the file is truncated or was edited by hand; copy it from the device again",
-            ) from None
+        return parse_json(self.text, where=str(self.path),
+                          hint="the file is truncated or was edited by hand; copy it from the device again")
 
 
 @dataclass(frozen=True)

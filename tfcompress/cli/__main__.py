@@ -1,0 +1,5 @@
+"""`python -m tfcompress.cli`."""
+
+from tfcompress.cli import main
+
+main()
