@@ -46,6 +46,7 @@ def test_the_outlier_layer_ranks_first_and_leaving_it_float_wins_back_the_loss(d
     assert SensitivityReport.from_dict(json.loads(json.dumps(report.to_dict()))) == report
 
 
+@pytest.mark.slow
 def test_a_rerun_resumes_from_the_cache(data, tmp_path, monkeypatch):
     outlier_model().save(tmp_path / "m.keras")
     model = str(tmp_path / "m.keras")
@@ -59,6 +60,7 @@ def test_a_rerun_resumes_from_the_cache(data, tmp_path, monkeypatch):
     assert runs and len(other.ops) == 3, "other samples: the cache does not apply"
 
 
+@pytest.mark.slow
 def test_cli_writes_json_and_png_and_refuses_bad_input(data, tmp_path):
     outlier_model().save(tmp_path / "m.keras")
     np.savez(tmp_path / "d.npz", x=data[0], y=data[1])
@@ -86,6 +88,7 @@ def _mlp():
     return tf_keras.Model(inp, tf_keras.layers.Dense(10, name="head")(h))
 
 
+@pytest.mark.slow
 def test_rules_choose_each_ops_precision_and_the_file_has_it():
     from tfcompress.export.tflite_file import read_tflite
     from tfcompress.export.verify import TfliteRunner
@@ -121,6 +124,7 @@ def test_impossible_choices_and_bad_rules_are_clear_errors():
             PrecisionRule.parse(bad)
 
 
+@pytest.mark.slow
 def test_int8_and_float_plans_use_the_converters_quantizer():
     from tfcompress.export.tflite_file import read_tflite
     from tfcompress.export.verify import TfliteRunner
@@ -137,6 +141,7 @@ def test_int8_and_float_plans_use_the_converters_quantizer():
     assert sensitivity.quality(ref, TfliteRunner(mixed.tflite).run((x[64:],))[0], None).snr_db > 25
 
 
+@pytest.mark.slow
 def test_the_budget_choice_recovers_at_least_half_of_the_int8_loss():
     from tfcompress.precision.budget import choose_float_ops
 

@@ -72,6 +72,7 @@ def test_plan_reports_costs_and_initialisation_and_rules_skip_layers():
     assert "c1" in plan.describe()
 
 
+@pytest.mark.slow
 def test_keras3_model_swaps_and_converts_to_verified_int8():
     model = plain_cnn(keras3)
     x = np.random.default_rng(3).random((64, 16, 16, 3), dtype=np.float32)
@@ -81,6 +82,7 @@ def test_keras3_model_swaps_and_converts_to_verified_int8():
     assert result.report.io_dtypes == ("int8", "int8") and not result.report.float_ops
 
 
+@pytest.mark.slow
 def test_swap_stage_in_a_recipe_runs_through_compress():
     assert get_technique("swap").params_type is Params
     recipe = parse_recipe_dict({"name": "sw", "stages": [

@@ -233,6 +233,7 @@ def test_write_outputs_killed_at_each_step(two_sets, tmp_path, kill):
 # --- `tfcompress convert` killed between publications (deterministic) and at random points (slow) --------
 
 
+@pytest.mark.slow
 def test_convert_killed_between_publications(two_sets, tmp_path):
     """Three CLI runs at once, each SIGKILLed right before its 1st, 2nd and 3rd rename."""
     runs = []

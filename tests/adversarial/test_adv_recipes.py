@@ -490,6 +490,7 @@ def _recipe(r: random.Random) -> dict[str, Any]:
 _recipes = st.randoms(use_true_random=True).map(_recipe)
 
 
+@pytest.mark.slow
 @settings(max_examples=3500, **FUZZ)
 @given(_recipes)
 def test_fuzz_stage_sequences_as_dicts(data):
@@ -504,12 +505,14 @@ def _yaml_text(data: Any) -> str:
         return "name: [" + ", ".join(map(str, range(10))) + "]\n"
 
 
+@pytest.mark.slow
 @settings(max_examples=3000, **FUZZ)
 @given(_recipes)
 def test_fuzz_stage_sequences_as_yaml(data):
     _only_recipe_errors(parse_recipe_text, _yaml_text(data), "f.yaml")
 
 
+@pytest.mark.slow
 @settings(max_examples=1500, **FUZZ)
 @given(_values)
 def test_fuzz_random_structures(data):
@@ -557,12 +560,14 @@ def _mutated(draw: Any) -> str:
     return text
 
 
+@pytest.mark.slow
 @settings(max_examples=1500, **FUZZ)
 @given(_mutated(), st.sampled_from(["m.yaml", "m.json"]))
 def test_fuzz_mutated_valid_recipes(text, source):
     _only_recipe_errors(parse_recipe_text, text, source)
 
 
+@pytest.mark.slow
 @settings(max_examples=1000, **FUZZ)
 @given(st.text(st.sampled_from(_ALPHABET) | st.characters(), max_size=200))
 def test_fuzz_random_text(text):
