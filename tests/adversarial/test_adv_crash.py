@@ -281,9 +281,10 @@ def test_convert_killed_at_random_points(two_sets, tmp_path):
 
 
 @pytest.mark.slow
-def test_compress_killed_at_random_points_then_resumes(two_sets, tmp_path):
-    """Six seeded kills land in training, in a checkpoint save, in the conversion or in the publication; every rerun with
-    the same --backup-dir must finish (resuming or redoing a stage, never a traceback) and publish a complete set."""
+def test_compress_killed_between_publications_and_at_random_points_then_resumes(two_sets, tmp_path):
+    """Kills right before each publication rename, then six seeded kills at random points (training, checkpoint
+    saves, conversion, publication); every rerun with the same --backup-dir must finish (resuming or redoing a
+    stage, never a traceback) and publish a complete set."""
     rng = np.random.default_rng(1)
     data = tmp_path / "train.npz"
     np.savez(data, x=rng.random((64, 8), dtype=np.float32), y=rng.integers(0, 4, 64))
@@ -298,6 +299,18 @@ def test_compress_killed_at_random_points_then_resumes(two_sets, tmp_path):
     def args(out: Path, backup: Path) -> list[str]:
         return ["compress", str(two_sets / "m.keras"), "--recipe", str(recipe), "--data", str(data), "-o", str(out),
                 "--backup-dir", str(backup), "--device", "none", "--no-stage-metrics"]
+
+    for n in range(3):  # SIGKILLed right before its 1st, 2nd and 3rd publication rename; the rerun resumes
+        out, old = _old_set(two_sets, tmp_path / f"p{n}")
+        tmpdir = tmp_path / f"ptmp{n}"
+        tmpdir.mkdir()
+        proc = _child(args(out, tmp_path / f"pbackup{n}"), out.parent, tmpdir, rename=n)
+        assert proc.wait(timeout=600) == -signal.SIGKILL, proc.communicate()[0][-2000:]
+        assert check_invariant(out, old, proc.pid) == ["old", "partial", "partial"][n]
+        _no_logs_left(tmpdir)
+        rerun = CliRunner().invoke(main, args(out, tmp_path / f"pbackup{n}"))
+        assert rerun.exit_code == 0, rerun.output
+        assert pairing_problems(out) == []
 
     out, old = _old_set(two_sets, tmp_path / "timing")
     t0 = time.perf_counter()
