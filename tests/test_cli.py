@@ -87,7 +87,9 @@ def test_unwritable_output_directory(files, tmp_path):
     locked = tmp_path / "locked"
     locked.mkdir()
     locked.chmod(0o555)
-    target = locked if os.geteuid() != 0 else tmp_path / "missing_dir"  # root writes anywhere
+    if os.geteuid() == 0:  # root writes anywhere (and missing folders are made): a path under a file cannot be
+        (tmp_path / "a_file").write_text("x")
+    target = locked if os.geteuid() != 0 else tmp_path / "a_file" / "sub"
     result = run("convert", files / "good.keras", "--data", files / "data.npz", "-o", target / "m.tflite")
     assert_user_error(result, str(target))
 
@@ -245,3 +247,28 @@ def test_recipes_lists_and_prints_the_schema():
     techniques = schema["properties"]["stages"]["items"]["discriminator"]["mapping"]
     assert {"prune", "cluster", "qat", "convert"} <= set(techniques)
     assert "final_sparsity" in schema["$defs"]["PruneParams"]["properties"] and "export" in schema["properties"]
+
+
+def test_every_option_a_help_text_mentions_exists():
+    """A --flag named in any command's help (or the group's) is an option of some command."""
+    import re
+
+    options = {opt for cmd in main.commands.values() for p in cmd.params for opt in getattr(p, "opts", [])}
+    options |= {"--help", "--version"}
+    for name in [None, *main.commands]:
+        res = CliRunner().invoke(main, ([name] if name else []) + ["--help"], terminal_width=200)
+        assert res.exit_code == 0, res.output
+        text = re.sub(r"-\n\s+", "-", res.output)  # click's wrapper may break an option name at a hyphen
+        mentioned = set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", text))
+        assert mentioned <= options, f"{name or 'tfcompress'} --help mentions {sorted(mentioned - options)}"
+
+
+def test_output_parent_folders_are_created(tmp_path, files):
+    out = tmp_path / "new" / "deeper" / "m.tflite"
+    res = run("convert", files / "good.keras", "--data", files / "data.npz", "-o", out, "--no-verify", "--device", "none")
+    assert res.exit_code == 0, res.output
+    assert out.is_file()
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    assert_user_error(run("convert", files / "good.keras", "--data", files / "data.npz", "-o", blocker / "sub" / "m.tflite"),
+                      "cannot create the output directory")

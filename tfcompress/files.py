@@ -66,16 +66,21 @@ def check_target(path: str | os.PathLike) -> None:
 
 
 def check_writable(path: str | os.PathLike) -> Path:
-    """Fail early (before any long work) if `path` cannot be created or replaced.
+    """Fail early (before any long work) if `path` cannot be created or replaced; missing parent folders are made.
 
     Raises:
-        OutputError: the directory is missing, not a directory, or not writable; or `path` exists and is
-            not a regular file (`check_target`).
+        OutputError: the directory cannot be made, is not a directory, or is not writable; or `path` exists and
+            is not a regular file (`check_target`).
     """
     p = Path(path).expanduser()
     parent = p.parent if str(p.parent) else Path(".")
-    if not parent.exists():
-        raise OutputError(f"output directory {parent} does not exist", f"create it first: mkdir -p {parent}")
+    if not parent.exists():  # like most tools: -o out/m.tflite makes out/
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise OutputError(
+                f"cannot create the output directory {parent} ({e.strerror or e})", "choose another output path"
+            ) from None
     if not parent.is_dir():
         raise OutputError(f"output directory {parent} is not a directory", "choose another output path")
     check_target(p)

@@ -76,7 +76,7 @@ def convert(model: str, output: str, data: str | None, mode: str, io: str | None
 @main.command()
 @click.argument("model", type=click.Path(path_type=str))
 @click.option("-o", "--output", required=True, type=click.Path(path_type=str), help="Where to write the .tflite (OUT.report.json with the per-stage table and OUT.meta.json go beside it).")
-@click.option("--recipe", "recipe", default=None, help="A recipe file (.yaml / .json) or a shipped recipe name (see --list-recipes). Default: mobile-int8.")
+@click.option("--recipe", "recipe", default=None, help="A recipe file (.yaml / .json) or a shipped recipe name (`tfcompress recipes` lists them). Default: mobile-int8.")
 @click.option("--data", "data", required=True, type=click.Path(path_type=str), help="Labelled training data for fine-tuning: .npz (x, y) or an image folder (subfolders = classes).")
 @click.option("--val-data", type=click.Path(path_type=str), default=None, help="Validation data (per-stage accuracy, final verification). Default: the last 10% of --data.")
 @click.option("--x-key", default="x", show_default=True, help="Key of the inputs in an .npz.")
