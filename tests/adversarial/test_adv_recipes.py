@@ -580,3 +580,11 @@ def test_valid_corpus_parses():
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             assert parse_recipe_text(text, source).stages
+
+
+def test_lone_surrogates_are_refused_at_their_line():
+    """Found by the round-trip property test: "\\ud800" decodes to a string no UTF-8 or JSON can hold."""
+    with pytest.raises(RecipeError, match=r"p.yaml:2: description: .*lone surrogate"):
+        parse_recipe_text('name: x\ndescription: "\\ud800"\nstages: [{technique: prune}]\n', "p.yaml")
+    with pytest.raises(RecipeError, match="lone surrogate"):
+        parse_recipe_dict({"name": "x", "description": "\ud800", "stages": [{"technique": "prune"}]})

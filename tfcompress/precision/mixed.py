@@ -150,8 +150,8 @@ def quantize_mixed(model: Any, data: Any, rules: Sequence[PrecisionRule], *, def
 def _converter_quantize(source: Any, plan: Sequence[OpPrecision], calib: Any) -> bytes:
     """int8 + float only: the TFLite converter's own quantizer with the float ops deny-listed.
 
-    Measured: on a 64-256-256-10 MLP it kept 30.4 dB output SNR in int8 where ai-edge-quantizer 0.10's
-    static int8 kept 15.3 dB (same 64 calibration samples), so AEQ is used only for what the converter
+    Measured (`python benchmarks/int8_quantizers.py`): on a 64-256-256-10 MLP it kept 29.4 dB output SNR in
+    int8 where ai-edge-quantizer 0.10's static int8 kept 15.1 dB (same 64 calibration samples), so AEQ is used only for what the converter
     cannot do per op (int4, int16x8).
     """
     from tfcompress import data as data_mod

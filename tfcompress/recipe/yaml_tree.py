@@ -27,6 +27,7 @@ from tfcompress.errors import RecipeError
 
 MAX_RECIPE_BYTES = 1 << 20  # 1 MiB: shipped recipes are under 1 KiB; PyYAML needs ~1 s and ~100 MB per MiB
 MAX_NODES = 20_000  # YAML nodes composed (aliases not expanded): a recipe of 100 stages needs ~5,000
+_SURROGATE = re.compile("[\ud800-\udfff]")  # "\\ud800" escapes decode to these; no UTF-8 or JSON holds them
 MAX_VALUES = 100_000  # alias expansion guard ("billion laughs")
 MAX_DEPTH = 64
 MAX_INT_DIGITS = 100  # no recipe value comes near; int() of a long digit string is quadratic
@@ -227,10 +228,14 @@ class _Reader:
                   "far outside the range of any recipe value: check the number")
 
     def check(self, value: Any, line: int | None, path: str, what: str = "value") -> Any:
-        """`value` (a scalar or key) unless it is a string holding NUL or an integer of absurd length."""
+        """`value` (a scalar or key) unless it is a string holding NUL or a lone surrogate, or an integer of absurd
+        length."""
         if isinstance(value, str) and "\x00" in value:
             self.fail(line, f"{path or 'recipe'}: the {what} {short(value)!r} contains a NUL character",
                       "recipe strings are names, regexes and words: remove the \\0")
+        if isinstance(value, str) and _SURROGATE.search(value):
+            self.fail(line, f"{path or 'recipe'}: the {what} {short(value)!r} holds a lone surrogate (not Unicode text)",
+                      "write the character itself, or a valid \\U escape")
         if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= _INT_LIMIT:
             self._too_long(line, path, what)
         return value
