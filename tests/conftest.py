@@ -70,6 +70,19 @@ def trained_cnn(fmnist):
 
 
 @pytest.fixture(scope="session")
+def tiny_files(tmp_path_factory):
+    """A folder with m.keras (tf_keras Dense 8 -> 4, seeded) and d.npz (16 samples under x): the adversarial tests' model."""
+    from tfcompress.keras_compat import tf_keras
+
+    d = tmp_path_factory.mktemp("tiny")
+    tf_keras.utils.set_random_seed(0)
+    model = tf_keras.Sequential([tf_keras.layers.Input((8,)), tf_keras.layers.Dense(4)])
+    model.save(d / "m.keras")
+    np.savez(d / "d.npz", x=np.random.default_rng(0).random((16, 8), dtype=np.float32))
+    return d
+
+
+@pytest.fixture(scope="session")
 def calib_npz(tmp_path_factory, fmnist):
     """An .npz with 300 test images under x and labels under y."""
     _, (xte, yte) = fmnist

@@ -179,15 +179,11 @@ def test_captured_output_still_returns_the_text(tmp_path, monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def two_sets(tmp_path_factory):
+def two_sets(tiny_files, tmp_path_factory):
     """Two complete, different published sets of the same tiny model (int8 and dynamic), and the inputs."""
-    from tfcompress.keras_compat import tf_keras
-
     d = tmp_path_factory.mktemp("crash")
-    tf_keras.utils.set_random_seed(0)
-    model = tf_keras.Sequential([tf_keras.layers.Input((8,)), tf_keras.layers.Dense(4)])
-    model.save(d / "m.keras")
-    np.savez(d / "d.npz", x=np.random.default_rng(0).random((16, 8), dtype=np.float32))
+    for name in ("m.keras", "d.npz"):
+        shutil.copy2(tiny_files / name, d / name)
     for mode in ("dynamic", "int8"):
         (d / mode).mkdir()
         r = CliRunner().invoke(main, _convert_args(d, d / mode / "m.tflite") + ["--mode", mode])

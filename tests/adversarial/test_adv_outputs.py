@@ -20,16 +20,11 @@ from tfcompress.export.outputs import sidecar_paths, write_outputs
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    """A tiny tf_keras model saved as .keras, its calibration .npz and one in-memory conversion of it."""
+def tiny(tiny_files):
+    """The tiny saved model's folder (tiny_files) and one in-memory conversion of it."""
     import tfcompress
-    from tfcompress.keras_compat import tf_keras
 
-    d = tmp_path_factory.mktemp("tiny")
-    tf_keras.utils.set_random_seed(0)
-    model = tf_keras.Sequential([tf_keras.layers.Input((8,)), tf_keras.layers.Dense(4)])
-    model.save(d / "m.keras")
-    np.savez(d / "d.npz", x=np.random.default_rng(0).random((16, 8), dtype=np.float32))
+    d = tiny_files
     converted = tfcompress.convert(d / "m.keras", d / "d.npz", verify=False, device=None)
     return d, converted
 

@@ -23,6 +23,10 @@ def _null_is_inf(value: Any) -> Any:
     return math.inf if value is None else value
 
 
+SnrDb = Annotated[float, BeforeValidator(_null_is_inf)]
+"""An SNR in dB as reports hold it: JSON has no infinity, so a perfect match is written as null and read back."""
+
+
 _INT_RANGES: dict[str, tuple[int, int]] = {
     "int8": (-128, 127),
     "uint8": (0, 255),
@@ -36,7 +40,7 @@ class OutputMetrics:
 
     name: str
     shape: tuple[int, ...]
-    snr_db: Annotated[float, BeforeValidator(_null_is_inf)]  # JSON has no infinity: reports write null
+    snr_db: SnrDb
     max_abs_error: float
     mean_abs_error: float
     top1_agreement: float | None  # fraction; None when the output is not a class vector

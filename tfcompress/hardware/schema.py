@@ -119,8 +119,7 @@ class KeyDoc(Closed):
     extra: tuple[Int32, ...] = ()
 
     def key(self) -> KernelKey:
-        return KernelKey(self.op, self.dtype, self.in_shape, self.out_shape, self.cin, self.cout, self.kernel,
-                         self.stride, self.padding, self.activation, self.extra)
+        return KernelKey(**self.model_dump())
 
 
 _PHRASES: dict[str, str] = {

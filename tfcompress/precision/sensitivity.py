@@ -27,9 +27,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+from pydantic import TypeAdapter
 
 from tfcompress.errors import ConversionError
 from tfcompress.export.report import clean_json, load_as
+from tfcompress.export.verify import SnrDb
 from tfcompress.types import IOType
 
 SCHEMA = "tfcompress.sensitivity/1"
@@ -40,7 +42,7 @@ _SKIP_OPS = frozenset({"QUANTIZE", "DEQUANTIZE"})
 class Quality:
     """How close a variant's first output is to the float model's."""
 
-    snr_db: float
+    snr_db: SnrDb
     agreement: float | None  # top-1 agreement with the float model (class outputs)
     accuracy: float | None  # with labels
 
@@ -78,16 +80,7 @@ class SensitivityReport:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SensitivityReport:
-        return load_as(cls, _inf_snr(d), SCHEMA)
-
-
-def _inf_snr(d: Any) -> Any:
-    """JSON has no infinity: an SNR written as null is a perfect match."""
-    if isinstance(d, dict):
-        return {k: (math.inf if k == "snr_db" and v is None else _inf_snr(v)) for k, v in d.items()}
-    if isinstance(d, list):
-        return [_inf_snr(v) for v in d]
-    return d
+        return load_as(cls, d, SCHEMA)
 
 
 def quality(reference: np.ndarray, output: np.ndarray, labels: np.ndarray | None) -> Quality:
@@ -224,6 +217,9 @@ def _costs(full_int8: bytes, tensors: list[str], layer_names: list[str], device:
     return weight_bytes, predicted, layers
 
 
+_QUALITY = TypeAdapter(Quality)
+
+
 class _Cache:
     """Per-variant results in OUT/sensitivity.cache.json, valid for one calibrated model and sample set."""
 
@@ -244,8 +240,7 @@ class _Cache:
 
     def get(self, name: str, compute: Callable[[], Quality]) -> Quality:
         if name in self.entries:
-            e = self.entries[name]
-            return Quality(math.inf if e["snr_db"] is None else e["snr_db"], e["agreement"], e["accuracy"])
+            return _QUALITY.validate_python(self.entries[name])
         q = compute()
         self.entries[name] = clean_json(asdict(q))
         if self.path is not None:
