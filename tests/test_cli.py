@@ -225,6 +225,7 @@ def test_profile_validate_prints_the_error_distribution(tmp_path):
     r = run("profile", "--validate", "2", "--profile", prof, "--png", png)
     assert r.exit_code == 0, r.output
     assert "within ±10%" in r.output and "median |error|" in r.output
+    assert "noise floor" in r.output and "inside the spread" in r.output
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

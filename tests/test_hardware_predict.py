@@ -123,3 +123,61 @@ def test_channel_wise_work_is_counted_in_tiles_of_sixteen_channels():
     assert np.array_equal(_features(dw(8))[:3], _features(dw(16))[:3])  # MACs, activations: XNNPACK processes 16 int8 channels at once
     assert _features(dw(24))[1] == pytest.approx(2 * _features(dw(16))[1])
     assert _features(add(8))[2] == pytest.approx(_features(add(16))[2] / 2)  # element-wise: the flat tensor
+
+
+def _dense(cin: int, cout: int) -> KernelKey:
+    return KernelKey("FULLY_CONNECTED", "int8", (1, cin), (1, cout), cin, cout, (0, 0), (0, 0), "", "")
+
+
+def test_weight_term_counts_weights_hot_alone_in_models_too_big_for_cache():
+    from tfcompress.hardware.predict import WEIGHT_CACHE_MB, weight_excess_mb
+
+    small = _dense(500, 1000)  # 0.5 MB of int8 weights: hot when timed alone
+    big = _dense(2000, 1000)  # 2 MB: timed streaming already
+    assert weight_excess_mb([small]) == 0.0  # the whole model fits: nothing streams
+    assert WEIGHT_CACHE_MB == 1.0 and weight_excess_mb([small, small]) == 0.0  # 1.0 MB: still fits
+    assert weight_excess_mb([small, small, small]) == pytest.approx(1.5)
+    assert weight_excess_mb([big]) == 0.0  # its one-op timing already streamed it
+    assert weight_excess_mb([big, small]) == pytest.approx(0.5)
+
+
+def test_fit_calibration_recovers_the_per_megabyte_cost_of_streamed_weights():
+    rng = np.random.default_rng(3)
+    table = _profile().table()
+    heavy = [_dense(500, 1000)] * 3  # 1.5 MB streamed
+    obs = []
+    for i in range(10):
+        keys = tuple(KEYS[j] for j in rng.integers(0, len(KEYS), size=int(rng.integers(2, 12))))
+        if i % 2:
+            keys = keys + tuple(heavy[: 1 + i % 3])
+        table_ms = sum(table.get(k, 0.0) for k in keys)
+        from tfcompress.hardware.predict import weight_excess_mb
+
+        obs.append(Observation(f"m{i}", 0.005 + 1.1 * table_ms + 0.07 * weight_excess_mb(keys), keys))
+    prof = DeviceProfile("test", "ai-edge-litert x", overhead_ms=0.005,
+                         entries=_profile().entries + (LutEntry(_dense(500, 1000), 0.0),))
+    cal = fit_calibration(prof, obs)
+    assert cal.per_weight_mb_ms == pytest.approx(0.07, rel=1e-4) and cal.scale == pytest.approx(1.1, rel=1e-4)
+    heavy_pred = LatencyModel(DeviceProfile(**{**prof.__dict__, "calibration": cal})).predict(
+        [KernelUse(i, k, ()) for i, k in enumerate(heavy)])
+    assert heavy_pred.total_ms == pytest.approx(0.005 + 0.07 * 1.5, rel=1e-4)
+
+
+def test_unmeasured_convolutions_are_corrected_by_their_measured_neighbours():
+    # 1x1 convolutions whose true time is 3x what a line through the small ones says, above 32 channels
+    def true_ms(k: KernelKey) -> float:
+        return 1e-6 * k.macs * (3.0 if k.cin >= 32 else 1.0) + 0.002
+
+    measured = [_conv(h, c, c) for h in (8, 16, 32) for c in (8, 16, 24, 32, 40, 48, 56, 64)]
+    prof = DeviceProfile("t", "ai-edge-litert x", entries=tuple(LutEntry(k, true_ms(k)) for k in measured))
+    lm = LatencyModel(prof)
+    query = _conv(24, 60, 60)  # not measured: among the 3x neighbours
+    ms, source = lm.kernel_ms(query)
+    assert source == "fit:CONV_2D/k1+near"
+    from tfcompress.hardware.ops import spec_of
+
+    line = float(spec_of(query).features(query) @ lm.fits["CONV_2D/k1"])
+    assert abs(ms - true_ms(query)) < abs(line - true_ms(query))  # closer than the group's line alone
+    assert abs(ms - true_ms(query)) / true_ms(query) < 0.15
+    assert lm.kernel_ms(query) == (ms, source)  # memoized, same answer
+    assert lm.kernel_ms(measured[0]) == (true_ms(measured[0]), "lut")  # measured ones are used as they are

@@ -119,9 +119,11 @@ def test_impossible_choices_and_bad_rules_are_clear_errors():
     model = tf_keras.Model(inp, tf_keras.layers.GlobalAveragePooling1D(name="pool")(inp))
     with pytest.raises(TfcompressError, match="int4 is not available for MEAN.*pool"):
         quantize_mixed(model, x.reshape(8, 4, 8), [PrecisionRule("int4", layer="pool")], calib_samples=8)
+    from tfcompress.precision.mixed import parse_rule
+
     for bad in ("head", "=int8", "head=int3", "op:(=float"):
         with pytest.raises(TfcompressError):
-            PrecisionRule.parse(bad)
+            parse_rule(bad)
 
 
 @pytest.mark.slow

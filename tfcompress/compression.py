@@ -149,10 +149,8 @@ def compress(
         raise DataError(f"recipe '{rec.name}' fine-tunes but {samples.source} has no labels", "put labels under 'y' in the .npz")
     export = rec.export
 
-    calib = train.take(0, export.calib_samples)
-    x_train = train.x[0] if len(train.x) == 1 else list(train.x)
-    x_val = val.x[0] if len(val.x) == 1 else list(val.x)
-    labelled = (train.x[0][:_TECHNIQUE_SAMPLES], train.y[:_TECHNIQUE_SAMPLES]) if train.y is not None else None
+    loaded = (train, val)  # a stage that changes the input size gets the data resized from these
+    calib, x_train, x_val, labelled = _arrays(train, val, export.calib_samples)
     results: list[StageReport] = []
     current = keras_model
     backup = _open_backup(Path(backup_dir), _fingerprint(source.sha256, rec, train, val)) if backup_dir else None
@@ -165,6 +163,8 @@ def compress(
         if restored is not None:
             say(f"stage {run.index} ({stage.technique}): restored from {done}")
             current = restored
+            train, val = _follow_inputs(current, loaded, (train, val))
+            calib, x_train, x_val, labelled = _arrays(train, val, export.calib_samples)
             continue
         say(f"stage {run.index}: {stage.technique}")
         prepared = run.prepare(
@@ -172,6 +172,8 @@ def compress(
             data=labelled if technique.can(Capability.USES_DATA) else None,
             teacher=keras_model if technique.can(Capability.NEEDS_TEACHER) else None,
         )
+        train, val = _follow_inputs(technique.unwrap(prepared), loaded, (train, val))
+        calib, x_train, x_val, labelled = _arrays(train, val, export.calib_samples)
         if stage.epochs > 0:
             cbs = run.callbacks()
             if backup is not None:
@@ -182,10 +184,11 @@ def compress(
                 cbs.append(RichProgress(stage.epochs, console, label=f"stage {run.index} {stage.technique}"))
             validation = (x_val, val.y) if val.y is not None else None
             fine_tune(prepared, technique.unwrap(prepared), stage, x_train, train.y, validation, cbs)
-        current = run.finalize(prepared)
+        before, current = current, run.finalize(prepared)
         if done is not None and not technique.can(Capability.STAYS_WRAPPED):
             _save_checkpoint(current, done)
-        results.append(_measure(run, current, calib, val, time.perf_counter() - t0, measure_stages, say))
+        details = run.details(before, current)
+        results.append(_measure(run, current, calib, val, time.perf_counter() - t0, measure_stages, say, details))
 
     say("converting the final model")
     options = ConvertOptions(
@@ -194,6 +197,7 @@ def compress(
         calib_samples=export.calib_samples,
         allow_float_fallback=export.allow_float_fallback,
         sparse=export.sparse,
+        precision=export.precision,
         verify=verify,
         verify_samples=None,
         labels=labels,
@@ -211,6 +215,24 @@ def compress(
         report_path, meta_path = write_outputs(out, final.tflite, report, meta)
         final = ConvertResult(final.tflite, out, convert_report, meta, report_path, meta_path)
     return CompressResult(final, report, rec, current)
+
+
+def _arrays(train: Any, val: Any, calib_samples: int) -> tuple[Any, Any, Any, Any]:
+    """Calibration samples, training and validation inputs, and the labelled samples techniques get."""
+    x_train = train.x[0] if len(train.x) == 1 else list(train.x)
+    x_val = val.x[0] if len(val.x) == 1 else list(val.x)
+    labelled = (train.x[0][:_TECHNIQUE_SAMPLES], train.y[:_TECHNIQUE_SAMPLES]) if train.y is not None else None
+    return train.take(0, calib_samples), x_train, x_val, labelled
+
+
+def _follow_inputs(model: Any, loaded: tuple[Any, Any], now: tuple[Any, Any]) -> tuple[Any, Any]:
+    """(train, val) at the model's input size: `now` when it fits, else resized from the data as `loaded`."""
+    from tfcompress.data import fits_inputs, follow_inputs, input_shapes
+
+    shapes = input_shapes(model)
+    if all(fits_inputs(s, shapes) for s in now):
+        return now
+    return follow_inputs(loaded[0], shapes), follow_inputs(loaded[1], shapes)
 
 
 def _fingerprint(model_sha256: str, rec: Recipe, train: Any, val: Any) -> dict[str, Any]:
@@ -291,7 +313,8 @@ def _steps(n: int, batch: int) -> int:
     return max(1, -(-n // batch))
 
 
-def _measure(run: StageRun, model: Any, calib: Any, val: Any, seconds: float, convert_it: bool, say: Callable) -> StageReport:
+def _measure(run: StageRun, model: Any, calib: Any, val: Any, seconds: float, convert_it: bool, say: Callable,
+             details: dict[str, Any]) -> StageReport:
     """Float accuracy, then (optionally) a quick int8 conversion for size / int8 accuracy / latency."""
     from tfcompress.conversion import convert
 
@@ -326,6 +349,7 @@ def _measure(run: StageRun, model: Any, calib: Any, val: Any, seconds: float, co
         mean_sparsity=overall_sparsity(stats),
         max_unique=max((u for _, u, _ in stats.values()), default=0),
         seconds=round(seconds, 2),
+        details=details,
     )
 
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from tfcompress.errors import ConversionError, DataError
 from tfcompress.export.outputs import check_outputs, write_outputs
 from tfcompress.export.report import CalibrationInfo, ConvertReport, OpRow, PredictedLatency, SizeInfo, versions
-from tfcompress.types import IOType, Mode
+from tfcompress.types import IOType, Mode, PrecisionRule
 
 if TYPE_CHECKING:
     from tfcompress.data import ImageSpec
@@ -47,6 +47,9 @@ class ConvertOptions:
         labels: class names, indexed by class id, for the sidecar.
         device: device profile for the predicted latency in the report: a shipped
             profile name ("host"), a profile JSON path, or None for no prediction.
+        precision: per-op precision rules (`PrecisionRule`s or their `--precision` text), first match wins;
+            `mode` (int8 or int16x8) is the precision of the other ops. The model gets float32 I/O
+            (`tfcompress.precision.mixed`; docs/precision.md).
     """
 
     mode: Mode = Mode.INT8
@@ -64,11 +67,18 @@ class ConvertOptions:
     image: ImageSpec | None = None
     labels: tuple[str, ...] | None = None
     device: str | Path | DeviceProfile | None = "host"
+    precision: tuple[PrecisionRule, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mode", Mode(self.mode))
         if self.io is not None:
             object.__setattr__(self, "io", IOType(self.io))
+        if self.precision:
+            from tfcompress.precision.mixed import parse_rule
+
+            rules = tuple(r if isinstance(r, PrecisionRule) else parse_rule(r) for r in self.precision)
+            object.__setattr__(self, "precision", rules)
+            _check_mixed(self)
         if self.calib_samples < 1:
             raise DataError(f"--calib-samples must be at least 1, got {self.calib_samples}", "the default is 200")
         if self.threads < 1:
@@ -138,8 +148,12 @@ def convert(
     from tfcompress.loading import load_source
 
     opts = replace(options or ConvertOptions(), **kwargs)
+    if opts.precision and isinstance(model, (str, Path)) and Path(model).suffix.lower() == ".tflite":
+        from tfcompress.precision.mixed import check_class_rules
+
+        check_class_rules(opts.precision, False, f"{Path(model).name} (a .tflite file)")  # before "is a .tflite"
     say = on_progress or (lambda _msg: None)
-    io = conv.resolve_io(opts.mode, opts.io)
+    io = IOType.FLOAT32 if opts.precision else conv.resolve_io(opts.mode, opts.io)
     out = check_outputs(output) if output is not None else None  # the sidecars' paths too, before any work
     profile = resolve_profile(opts.device) if opts.device is not None else None  # a bad --device fails before converting
     if opts.mode.needs_calibration and data is None:
@@ -182,8 +196,15 @@ def convert(
     say(f"converting to {opts.mode.value} (calibrating on {len(calib) if calib else 0} samples)")
     t0 = time.perf_counter()
     representative = (lambda: data_mod.representative_dataset(calib)) if calib is not None else None
-    converter = conv.build_converter(source, opts.mode, io, representative)
-    tflite = conv.run_converter(converter, f"model '{source.name}'")
+    mixed = None
+    if opts.precision:
+        from tfcompress.precision.mixed import quantize_source
+
+        mixed = quantize_source(source, calib, opts.precision, default=opts.mode.value)
+        tflite = mixed.tflite
+    else:
+        converter = conv.build_converter(source, opts.mode, io, representative)
+        tflite = conv.run_converter(converter, f"model '{source.name}'")
     sparse_note = None
     if opts.sparse:
         # The sparse encoding's index arrays cost more than they save below ~60-70% zeros:
@@ -200,7 +221,14 @@ def convert(
     tfl = read_tflite(tflite)
     float_inputs = [_is_float(s.dtype) for s in specs]
     check = conv.check_promises(tfl, opts.mode, io, source.layer_names(), float_inputs)
-    if check.float_ops and not opts.allow_float_fallback:
+    precision_info = None
+    if mixed is not None:  # per-op precision: each op's stored precision is checked instead of the mode's
+        from tfcompress.precision.readback import check_read_back, read_back
+
+        precision_info = read_back(tflite, mixed.plan, source.layer_names(), opts.precision, opts.mode.value)
+        check_read_back(precision_info, opts.allow_float_fallback)
+        check = replace(check, problems=tuple(p for p in check.problems if p.startswith("tensor ")))
+    elif check.float_ops and not opts.allow_float_fallback:
         listed = "; ".join(op.describe() for op in check.float_ops[:5])
         more = f" and {len(check.float_ops) - 5} more" if len(check.float_ops) > 5 else ""
         raise ConversionError(
@@ -260,6 +288,7 @@ def convert(
         convert_seconds=round(convert_s, 3),
         verify_seconds=round(verify_s, 3),
         versions=versions(),
+        precision=precision_info,
     )
     resolver = verify_report.resolver if verify_report else "default"
     notes = verify_report.notes if verify_report else ()
@@ -277,6 +306,7 @@ def convert(
         resolver=resolver,
         runtime_notes=tuple(n for n in notes if "resolver" in n.lower() or "delegate" in n.lower()),
         versions=versions(),
+        precision=precision_info,
     )
     report_path = meta_path = None
     if out is not None:
@@ -297,6 +327,19 @@ def _predict(tflite: bytes, mode: str, profile: DeviceProfile | None, layer_name
     return PredictedLatency(
         **pred.to_dict(), threads=profile.threads, runtime=profile.runtime, delegate=profile.delegate
     ), None
+
+
+def _check_mixed(opts: ConvertOptions) -> None:
+    """Per-op precision: the other ops get `mode` (int8 / int16x8), I/O is float32, no sparse encoding."""
+    if opts.mode not in (Mode.INT8, Mode.INT16X8):
+        raise ConversionError(f"per-op precision needs --mode int8 or int16x8 (what the other ops get), "
+                              f"not {opts.mode.value}", "give float16 / float ops with rules instead")
+    if opts.io not in (None, IOType.FLOAT32):
+        raise ConversionError(f"a model with per-op precision has float32 input and output, not {opts.io.value}",
+                              "drop --io (quantize at the app's boundary from the sidecar's scales)")
+    if opts.sparse:
+        raise ConversionError("per-op precision and the sparse encoding cannot be combined yet",
+                              "drop one of them")
 
 
 def _is_float(dtype: str) -> bool:

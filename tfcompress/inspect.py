@@ -32,9 +32,11 @@ from tfcompress.export.tflite_file import (
     read_tflite,
     read_tflite_bytes,
 )
+from tfcompress.precision.readback import found_precision
 
 __all__ = [
     "TfliteOpRow",
+    "QuantizedTensor",
     "TfliteTotals",
     "TfliteInspection",
     "KerasLayerRow",
@@ -80,6 +82,21 @@ class TfliteOpRow(_AsDict):
     weight_bytes: int
     quantization: str
     is_float: bool
+    precision: str = ""  # int8 | int16x8 | int4 | int4w | float ... (`precision.readback.found_precision`)
+
+
+@dataclass(frozen=True)
+class QuantizedTensor(_AsDict):
+    """A tensor stored in a dtype other than int8 / uint8 (int4 weights, int16 activations), with its quantization."""
+
+    index: int
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    is_constant: bool
+    scales: tuple[float, ...]
+    zero_points: tuple[int, ...]
+    quantized_dimension: int
 
 
 @dataclass(frozen=True)
@@ -108,6 +125,7 @@ class TfliteInspection(_AsDict):
     subgraphs: int
     signature_names: tuple[str, ...]
     description: str
+    quantized_tensors: tuple[QuantizedTensor, ...] = ()  # int4 / int16: what a mixed-precision model adds
 
 
 def inspect_tflite(path_or_bytes: PathOrBytes) -> TfliteInspection:
@@ -140,6 +158,10 @@ def inspect_tflite(path_or_bytes: PathOrBytes) -> TfliteInspection:
         subgraphs=model.subgraph_count,
         signature_names=model.signature_names,
         description=model.description,
+        quantized_tensors=tuple(
+            QuantizedTensor(t.index, t.name, t.dtype, t.shape, t.is_constant, t.scales, t.zero_points,
+                            t.quantized_dimension)
+            for t in model.tensors if t.is_quantized and t.dtype not in ("int8", "uint8", "int32")),
     )
 
 
@@ -158,6 +180,7 @@ def _op_row(model: TfliteModel, op: OperatorInfo) -> TfliteOpRow:
         weight_bytes=sum(t.nbytes for t in consts.values()),
         quantization=quantization_summary(model, op),
         is_float=op.computes_in_float,
+        precision=found_precision(model, op)[0],
     )
 
 
@@ -378,9 +401,21 @@ def render_tflite(ins: TfliteInspection, console: Any) -> None:
             f"{r.params:,}" if r.params else "",
             _size(r.weight_bytes) if r.weight_bytes else "",
             r.quantization,
+            r.precision,
             style="yellow" if mixed and r.is_float else None,
         )
     console.print(ops)
+    if ins.quantized_tensors:
+        qt = Table(title="int4 / int16 tensors", title_justify="left")
+        for col in ("#", "name", "dtype", "shape", "scales", "zero points"):
+            qt.add_column(col)
+        for q in ins.quantized_tensors:
+            scales = f"{q.scales[0]:.4g}" if len(q.scales) == 1 else \
+                f"{len(q.scales)} (axis {q.quantized_dimension}): {min(q.scales):.4g}..{max(q.scales):.4g}"
+            zps = sorted(set(q.zero_points))
+            qt.add_row(str(q.index), q.name[:48], q.dtype, _shape(q.shape), scales,
+                       ", ".join(map(str, zps[:4])) + (" ..." if len(zps) > 4 else ""))
+        console.print(qt)
     if mixed:
         console.print(f"[yellow]{t.float_ops} op(s) compute in floating point (highlighted).[/]")
 
@@ -394,6 +429,7 @@ _TFLITE_OP_COLUMNS: tuple[tuple[str, str], ...] = (
     ("params", "right"),
     ("bytes", "right"),
     ("quantization", "left"),
+    ("precision", "left"),
 )
 
 _KERAS_COLUMNS: tuple[tuple[str, str], ...] = (

@@ -52,7 +52,8 @@ def render(report: ConvertReport, console: Any) -> None:
         lat = v.latency
         summary.add_row(
             "host latency",
-            f"median {lat.median_ms:.3f} ms, p90 {lat.p90_ms:.3f} ms ({lat.runs} runs, {lat.threads} thread(s))",
+            f"median {lat.median_ms:.3f} ms, p90 {lat.p90_ms:.3f} ms ({lat.runs} runs, {lat.threads} thread(s))"
+            + (" — MACHINE BUSY while timing: not a reliable figure" if lat.busy else ""),
         )
         for note in v.notes:
             summary.add_row("note", note)
@@ -71,6 +72,23 @@ def render(report: ConvertReport, console: Any) -> None:
     for row in report.op_table:
         ops.add_row(row.op, ", ".join(row.input_dtypes), ", ".join(row.output_dtypes), str(row.count))
     console.print(ops)
+    if report.precision is not None:
+        render_precision(report.precision, console)
+
+
+def render_precision(info: Any, console: Any) -> None:
+    """Per-op precision read back from the file (asked vs stored) and where each op runs."""
+    from rich.table import Table
+
+    rules = "; ".join(info.rules) or "none"
+    table = Table(title=f"per-op precision (default {info.default}; rules: {rules}): {info.delegate}",
+                  title_justify="left")
+    for col in ("#", "op", "layers", "asked", "in the file", "activations", "weights", "runs on"):
+        table.add_column(col)
+    for r in info.ops:
+        table.add_row(str(r.index), r.op, ", ".join(r.layers) or "-", r.asked or "-", r.found, r.activations,
+                      r.weights or "-", r.runs_on)
+    console.print(table)
 
 
 def render_stages(report: CompressReport, console: Any) -> None:

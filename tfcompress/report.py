@@ -7,7 +7,7 @@ the per-stage table and the weights read back from the .tflite.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from tfcompress.export.report import ConvertReport, clean_json, load_as
@@ -20,7 +20,11 @@ COMPRESS_SCHEMA = "tfcompress.compress_report/1"
 
 @dataclass(frozen=True)
 class StageReport:
-    """Measured after one stage of a recipe."""
+    """Measured after one stage of a recipe.
+
+    `details`: what the stage's technique reports about itself (`Technique.details`), e.g. a swap's params /
+    FLOPs before and after and how each new layer started; {} for techniques that report nothing.
+    """
 
     index: int
     technique: str
@@ -34,6 +38,7 @@ class StageReport:
     mean_sparsity: float
     max_unique: int
     seconds: float
+    details: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -99,6 +99,10 @@ class StageRun:
         """Strip this stage's training-time wrappers (some, like QAT's, stay: the converter reads them)."""
         return self.technique.strip(model)
 
+    def details(self, before: Any, after: Any) -> dict[str, Any]:
+        """What the technique reports about this stage (`Technique.details`), from the models before and after."""
+        return self.technique.details(before, after, self.params, self.stage.rules)
+
 
 def training_stages(
     recipe: Recipe | str | Path, *, steps_per_epoch: int, log_dir: str | None = None, device: Any = None

@@ -27,11 +27,12 @@ from tfcompress.cli.app import main, make_console, user_errors
 @click.option("--validate", "validate_n", default=None, type=click.IntRange(min=1), help="Measure and predict N random held-out architectures on this machine; print the error distribution.")
 @click.option("--profile", "profile_name", default="host", show_default=True, help="With --validate: the profile to check (shipped name or JSON).")
 @click.option("--png", default="latency_validation.png", show_default=True, type=click.Path(path_type=str), help="With --validate: where to write the predicted-vs-measured scatter.")
+@click.option("--check", "check", is_flag=True, help="Time 20 of the --profile's kernels here (about 30 s) and say whether it fits this machine or should be rebuilt (exit 1).")
 @click.option("--list", "list_profiles", is_flag=True, help="List the shipped device profiles.")
 @user_errors
 def profile(models: tuple[str, ...], output: str | None, device: str | None, space: int, cache_dir: str, threads: int,
             budget_s: float | None, bundle_dir: str | None, import_file: str | None, import_models: tuple[str, ...],
-            import_format: str | None, validate_n: int | None, profile_name: str, png: str, list_profiles: bool) -> None:
+            import_format: str | None, validate_n: int | None, profile_name: str, png: str, check: bool, list_profiles: bool) -> None:
     """Device latency profiles (LUTs): build, export to a device, import, validate.
 
     \b
@@ -49,13 +50,14 @@ def profile(models: tuple[str, ...], output: str | None, device: str | None, spa
       tfcompress profile --import ops.csv --model model.tflite -o phone.json     # benchmark_model
       tfcompress profile --import app.json --model model.tflite -o pixel7.json  # Android demo app
     \b
+    Does the shipped profile fit this machine?  tfcompress profile --check
     Check the predictor here:  tfcompress profile --validate 100 --profile host.json
     Use a profile:  tfcompress convert ... --device pi4.json   (predicted next to measured latency)
     """
     from tfcompress.errors import TfcompressError
 
     modes = [m for m, on in (("--export-bundle", bundle_dir), ("--import", import_file),
-                             ("--validate", validate_n), ("--list", list_profiles)) if on]
+                             ("--validate", validate_n), ("--check", check), ("--list", list_profiles)) if on]
     if len(modes) > 1:
         raise TfcompressError(f"{' and '.join(modes)} cannot be combined", "run them one at a time")
     command = " ".join(["tfcompress", *sys.argv[1:]])
@@ -65,6 +67,8 @@ def profile(models: tuple[str, ...], output: str | None, device: str | None, spa
         return _import_profile(import_file, import_models, import_format, output, device, command)
     if validate_n is not None:
         return _validate_profile(validate_n, profile_name, png)
+    if check:
+        return _check_profile(profile_name)
     console = make_console(stderr=True)
     sources: list[Any] = list(models)
     with _bar(console) as bar:
@@ -100,6 +104,11 @@ def profile(models: tuple[str, ...], output: str | None, device: str | None, spa
         click.echo(f"next: copy {info.path} to the device, run `python3 {info.path.name}/edge_profile.py "
                    f"{info.path.name}`, copy result.json back, then `tfcompress profile --import result.json`")
         return
+    if prof.provenance.busy_items:
+        make_console(stderr=True).print(
+            f"[yellow]warning:[/] the machine was busy (other processes using the CPU) while "
+            f"{prof.provenance.busy_items} kernel(s) or model(s) were timed, even after retries: their times are not "
+            "reliable. Delete the cache (--cache) and build again on an idle machine.", soft_wrap=True)
     cal = prof.calibration
     click.echo(f"{out}: {len(prof.entries)} kernels, overhead {prof.overhead_ms:.4f} ms, "
                f"calibrated on {cal.fitted_on} models (scale {cal.scale:.3f}, {1e3 * cal.per_op_ms:.2f} us/op, "
@@ -153,7 +162,7 @@ def _validate_profile(n: int, profile_name: str, png: str) -> None:
         conv = {"done": False}
 
         def step(i: int, total: int, msg: str) -> None:
-            if msg.startswith("measured") and not conv["done"]:
+            if msg.startswith("timed") and not conv["done"]:
                 conv["done"] = True
                 bar.update(task, description="measuring and predicting", completed=0)
             bar.update(task, completed=i, total=total)
@@ -168,8 +177,47 @@ def _validate_profile(n: int, profile_name: str, png: str) -> None:
                             ("mean error", "mean_error", "{:+.1%}"), ("p90 |error|", "p90_abs_error", "{:.1%}"),
                             ("worst error", "worst_error", "{:+.1%}"), ("slowest prediction", "max_predict_ms", "{:.1f} ms")):
         table.add_row(label, fmt.format(s[key]))
+    table.add_row("noise floor", f"{s['noise_floor']:.1%} median run-to-run spread (p90 {s['p90_spread']:.1%})")
+    table.add_row("inside the spread", f"{s['within_spread']:.0%} of predictions lie within their model's spread")
+    if v.busy:
+        console.print(f"[yellow]warning:[/] the machine was busy while {v.busy} model(s) were timed: the figures "
+                      "below are not reliable; run again on an idle machine", soft_wrap=True)
     console.print(table)
     for arch, err in v.failed:
         console.print(f"[yellow]not counted:[/] LiteRT could not run {arch}: {err}", soft_wrap=True)
     path = scatter_png(v, png, title=f"profile '{prof.device}' ({prof.runtime})")
     console.print(f"scatter: {path}")
+
+
+def _check_profile(profile_name: str) -> None:
+    from rich.table import Table
+
+    from tfcompress.hardware.check import FIT_MEDIAN, FIT_SHARE, check_profile
+    from tfcompress.hardware.profile import resolve_profile
+
+    prof = resolve_profile(profile_name)
+    with _bar(make_console(stderr=True)) as bar:
+        task = bar.add_task("converting one-op models", total=None)
+        c = check_profile(prof, on_progress=lambda i, n, msg: bar.update(task, completed=i, total=n))
+    console = make_console()
+    table = Table(title=f"profile '{prof.device}' vs this machine ({prof.threads} thread(s))")
+    for col in ("kernel", "profile ms", "here ms", "ratio"):
+        table.add_column(col, justify="left" if col == "kernel" else "right")
+    for k in c.kernels:
+        table.add_row(k.key.describe(), f"{k.profile_ms:.4f}", f"{k.measured_ms:.4f}", f"{k.ratio:.2f}")
+    console.print(table)
+    console.print(f"per-invoke overhead: profile {c.profile_overhead_ms:.4f} ms, here {c.measured_overhead_ms:.4f} ms")
+    console.print(f"median ratio here / profile {c.median_ratio:.3f}; within ±10%: {c.within_10pct:.0%} of "
+                  f"{len(c.kernels)} kernels", soft_wrap=True)
+    if c.busy:
+        console.print("[yellow]no verdict:[/] the machine was busy (other processes using the CPU) while timing; "
+                      "run the check again when it is idle")
+        sys.exit(3)
+    if c.fits:
+        console.print(f"[green]fits[/]: profile '{prof.device}' predicts this machine (median within "
+                      f"±{FIT_MEDIAN:.0%}, >= {FIT_SHARE:.0%} of kernels within ±10%)")
+        return
+    console.print(f"[red]does not fit[/]: predictions with profile '{prof.device}' would be off by about "
+                  f"{c.median_ratio - 1:+.0%}; build one here: tfcompress profile -o host.json  (then --device "
+                  "host.json)", soft_wrap=True)
+    sys.exit(1)

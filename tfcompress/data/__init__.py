@@ -65,12 +65,14 @@ Modules, in the order data flows through them:
     checks.py    shape fitting, value-preserving casts, label normalization
     load.py      load_samples: the steps above, in order, with the preprocessing record
     samples.py   Samples, split (calibration / verification), representative_dataset
+    resize.py    follow_inputs: image arrays resized when a stage changed the model's input size
 """
 
 from __future__ import annotations
 
 from tfcompress.data.images import IMAGE_SUFFIXES
 from tfcompress.data.load import UINT8_WARNING, load_samples
+from tfcompress.data.resize import fits_inputs, follow_inputs, input_shapes
 from tfcompress.data.samples import Samples, representative_dataset, split
 from tfcompress.data.specs import ImageSpec, InputSpec, Scaling, parse_scaling
 
@@ -81,6 +83,9 @@ __all__ = [
     "InputSpec",
     "Samples",
     "Scaling",
+    "fits_inputs",
+    "follow_inputs",
+    "input_shapes",
     "load_samples",
     "parse_scaling",
     "representative_dataset",

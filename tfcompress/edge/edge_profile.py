@@ -57,6 +57,8 @@ WARMUP = 10
 RUNS = 50
 BUDGET_S = 0.5
 MIN_RUNS = 7
+CHUNK = 16
+"""Items timed together in interleaved rounds (and saved together)."""
 OVERHEAD_RUNS = 200
 OVERHEAD_BUDGET_S = 0.3
 OVERHEAD_REPEATS = 5
@@ -167,32 +169,227 @@ def fill_inputs(interpreter: Any, seed: int) -> None:
         interpreter.set_tensor(d["index"], x)
 
 
-def time_invoke(
-    interpreter: Any, warmup: int = WARMUP, runs: int = RUNS, budget_s: float = BUDGET_S
-) -> tuple[float, float, int]:
-    """(median ms, MAD ms, runs kept) of `invoke()` after 3-MAD outlier rejection.
-
-    Times up to `runs` invokes, stopping after `budget_s` once MIN_RUNS are
-    done. The MAD is scaled by 1.4826 (a standard deviation for normal noise).
-    """
+def invoke_times(interpreter: Any, warmup: int = WARMUP, runs: int = RUNS, budget_s: float = BUDGET_S,
+                 min_runs: int = MIN_RUNS) -> list[float]:
+    """ms of up to `runs` timed `invoke()`s after `warmup` untimed ones, stopping after `budget_s` once `min_runs` are done."""
     for _ in range(warmup):
         interpreter.invoke()
     times: list[float] = []
     deadline = time.perf_counter() + budget_s
-    while len(times) < runs and (len(times) < MIN_RUNS or time.perf_counter() < deadline):
+    while len(times) < runs and (len(times) < min_runs or time.perf_counter() < deadline):
         t0 = time.perf_counter()
         interpreter.invoke()
         times.append((time.perf_counter() - t0) * 1e3)
-    arr = np.asarray(times)
+    return times
+
+
+def robust_median(times: Sequence[float]) -> tuple[float, float, int]:
+    """(median, MAD, count kept) after 3-MAD outlier rejection; the MAD is scaled by 1.4826 (sigma for normal noise)."""
+    arr = np.asarray(times, dtype=float)
     med = float(np.median(arr))
     mad = float(np.median(np.abs(arr - med))) * 1.4826
     kept = arr[np.abs(arr - med) <= 3 * mad + 1e-9] if mad > 0 else arr
     return float(np.median(kept)), mad, int(kept.size)
 
 
+def time_invoke(
+    interpreter: Any, warmup: int = WARMUP, runs: int = RUNS, budget_s: float = BUDGET_S
+) -> tuple[float, float, int]:
+    """(median ms, MAD ms, runs kept) of `invoke()` after 3-MAD outlier rejection (one round, no interleaving)."""
+    return robust_median(invoke_times(interpreter, warmup, runs, budget_s))
+
+
 def time_overhead(interpreter: Any, warmup: int = WARMUP, repeats: int = OVERHEAD_REPEATS) -> float:
     """Per-invoke overhead in ms: the best of `repeats` medians of the near-empty model."""
     return min(time_invoke(interpreter, warmup, OVERHEAD_RUNS, OVERHEAD_BUDGET_S)[0] for _ in range(repeats))
+
+
+# ------------------------------------------------------------------ the timing protocol
+#
+# Every latency tfcompress reports is measured this way (kernels, whole models, the edge script, verification):
+# the process is pinned to the least busy CPU(s) where the OS allows; each item gets `warmup` untimed invokes,
+# then is timed in ROUNDS rounds that interleave with the other items of its chunk, so that a disturbance lasting
+# a second hits one round of several items instead of every run of one; an item's figure is the median of its
+# round medians (each a median after 3-MAD rejection) and its spread the range of those round medians (the
+# run-to-run noise floor). Around every round the machine's CPU use by other processes (and hypervisor steal) is
+# read from /proc/stat; a busy round is measured again (BUSY_RETRIES times) and, if the machine stays busy, the
+# items are marked `busy` so that callers print a warning instead of a figure.
+
+ROUNDS = 3
+BUSY_CORES = 0.3
+"""Other processes using more than this many cores during a round make it busy."""
+BUSY_STEAL = 0.05
+"""Hypervisor steal above this share of CPU time makes a round busy."""
+BUSY_RETRIES = 2
+BUSY_WAIT_S = 0.5
+"""Wait before the first retry of a busy round (doubled before the second): bursts of a second or two pass."""
+REWARM = 3
+"""Untimed invokes before each round after the first (other items ran in between)."""
+
+
+def _proc_stat() -> tuple[float, float, float] | None:
+    """(busy, steal, total) CPU seconds of the whole machine since boot from /proc/stat; None where unreadable."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()
+    except OSError:
+        return None
+    if len(fields) < 9 or fields[0] != "cpu":
+        return None
+    try:
+        user, nice, system, idle, iowait, irq, softirq, steal = (int(v) for v in fields[1:9])
+    except ValueError:
+        return None
+    tick = float(os.sysconf("SC_CLK_TCK")) if hasattr(os, "sysconf") else 100.0
+    busy = user + nice + system + irq + softirq
+    return busy / tick, steal / tick, (busy + idle + iowait + steal) / tick
+
+
+class LoadMeter:
+    """CPU use by other processes (in cores) and the steal share between `start()` and `stop()`."""
+
+    def start(self) -> None:
+        t = os.times()
+        self._wall, self._own, self._stat = time.perf_counter(), t.user + t.system, _proc_stat()
+
+    def stop(self) -> tuple[float | None, float | None]:
+        """(other processes' cores, steal share); (None, None) where /proc/stat cannot be read."""
+        t = os.times()
+        after, wall = _proc_stat(), time.perf_counter() - self._wall
+        if after is None or self._stat is None or wall <= 0:
+            return None, None
+        busy, steal, total = (a - b for a, b in zip(after, self._stat))
+        own = t.user + t.system - self._own
+        other = max(busy - own, 0.0) / wall
+        return round(other, 3), round(steal / total, 4) if total > 0 else 0.0
+
+
+def is_busy(other_cores: float | None, steal: float | None) -> bool:
+    return (other_cores is not None and other_cores > BUSY_CORES) or (steal is not None and steal > BUSY_STEAL)
+
+
+def _least_busy_cpus(allowed: Sequence[int], n: int, sample_s: float = 0.1) -> list[int]:
+    """The `n` allowed CPUs that were least busy over `sample_s` (per-CPU lines of /proc/stat)."""
+    def per_cpu() -> dict[int, tuple[int, int]]:
+        out: dict[int, tuple[int, int]] = {}
+        try:
+            with open("/proc/stat") as f:
+                for line in f:
+                    parts = line.split()
+                    if len(parts) >= 9 and parts[0].startswith("cpu") and parts[0][3:].isdigit():
+                        vals = [int(v) for v in parts[1:9]]
+                        out[int(parts[0][3:])] = (vals[3] + vals[4], sum(vals))
+        except (OSError, ValueError):
+            pass
+        return out
+
+    a = per_cpu()
+    time.sleep(sample_s)
+    b = per_cpu()
+
+    def busy(cpu: int) -> float:
+        if cpu not in a or cpu not in b or b[cpu][1] == a[cpu][1]:
+            return 0.0
+        return 1.0 - (b[cpu][0] - a[cpu][0]) / (b[cpu][1] - a[cpu][1])
+
+    return sorted(allowed, key=lambda c: (busy(c), -c))[:n]
+
+
+@contextlib.contextmanager
+def pinned(cpu: str | int | None, threads: int = 1) -> Iterator[list[int] | None]:
+    """Pin this process to CPUs for the block: "auto" (the `threads` least busy), a CPU number, or None (no pinning).
+
+    Yields the CPUs pinned to, or None where the OS has no affinity call (macOS) or pinning was not asked for.
+    The previous affinity is restored afterwards.
+    """
+    if cpu is None or not hasattr(os, "sched_setaffinity"):
+        yield None
+        return
+    before = sorted(os.sched_getaffinity(0))
+    if cpu == "auto":
+        chosen = _least_busy_cpus(before, max(threads, 1))
+    else:
+        if int(cpu) not in before:
+            raise EdgeError(f"CPU {cpu} is not available to this process (allowed: {before})",
+                            "pass --cpu auto, --cpu none or one of the allowed CPUs")
+        chosen = [int(cpu)]
+    try:
+        os.sched_setaffinity(0, chosen)
+    except OSError:
+        yield None
+        return
+    try:
+        yield chosen
+    finally:
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(0, before)
+
+
+class Measurement:
+    """One item's timing under the protocol: median of round medians and the run-to-run spread."""
+
+    __slots__ = ("median_ms", "spread_ms", "mad_ms", "runs", "rounds_ms", "busy", "other_cores", "p90_ms", "mean_ms")
+
+    def __init__(self, rounds_ms: list[float], mads: list[float], runs: int, all_ms: list[float], busy: bool,
+                 other_cores: float | None) -> None:
+        self.rounds_ms = [round(v, 6) for v in rounds_ms]
+        self.median_ms = float(np.median(rounds_ms))
+        self.spread_ms = float(max(rounds_ms) - min(rounds_ms)) if len(rounds_ms) > 1 else float(mads[0])
+        self.mad_ms = float(np.median(mads))
+        self.runs = runs
+        self.busy = busy
+        self.other_cores = other_cores
+        self.p90_ms = float(np.percentile(all_ms, 90))
+        self.mean_ms = float(np.mean(all_ms))
+
+
+def measure_interleaved(
+    interpreters: Sequence[Any],
+    *,
+    rounds: int = ROUNDS,
+    warmup: int = WARMUP,
+    runs: int = RUNS,
+    budget_s: float = BUDGET_S,
+    retries: int = BUSY_RETRIES,
+) -> list[Measurement]:
+    """Time each interpreter under the protocol: `rounds` interleaved rounds of about runs/rounds invokes each.
+
+    `runs` (at most, all rounds) and `budget_s` are per item, shared between its rounds; a round stops at its
+    share of the budget once it has max(MIN_RUNS // rounds, 2) invokes. A round during which other processes used
+    more than BUSY_CORES cores (or steal exceeded BUSY_STEAL) is timed again up to `retries` times.
+    """
+    rounds = max(min(int(rounds), int(runs)), 1)  # each round times at least one invoke; all of them <= runs
+    per_runs = [runs // rounds + (r < runs % rounds) for r in range(rounds)]
+    min_runs = max(MIN_RUNS // rounds, 2)  # before the budget may stop a round: >= MIN_RUNS over the rounds
+    per_budget = budget_s / rounds
+    n = len(interpreters)
+    medians: list[list[float]] = [[] for _ in range(n)]
+    mads: list[list[float]] = [[] for _ in range(n)]
+    kept: list[int] = [0] * n
+    every: list[list[float]] = [[] for _ in range(n)]
+    busy_any = [False] * n
+    worst: list[float | None] = [None] * n
+    meter = LoadMeter()
+    for r in range(rounds):
+        for attempt in range(retries + 1):
+            meter.start()
+            got = [invoke_times(it, warmup if r == 0 and attempt == 0 else REWARM, per_runs[r], per_budget,
+                                min(min_runs, per_runs[r])) for it in interpreters]
+            other, steal = meter.stop()
+            busy = is_busy(other, steal)
+            if not busy or attempt == retries:
+                break
+            time.sleep(BUSY_WAIT_S * 2 ** attempt)  # let a burst of other work pass
+        for i, times in enumerate(got):
+            med, mad, k = robust_median(times)
+            medians[i].append(med)
+            mads[i].append(mad)
+            kept[i] += k
+            every[i].extend(times)
+            busy_any[i] = busy_any[i] or busy
+            if other is not None:
+                worst[i] = other if worst[i] is None else max(worst[i], other)
+    return [Measurement(medians[i], mads[i], kept[i], every[i], busy_any[i], worst[i]) for i in range(n)]
 
 
 def output_sha256(interpreter: Any) -> str:
@@ -328,9 +525,42 @@ def run_bundle(
     resolver: str = "default",
     device: str | None = None,
     *,
+    cpu: str | int | None = "auto",
+    **kwargs: Any,
+) -> dict[str, Any]:
+    """Time every kernel and model of a bundle under the timing protocol; returns the result (also written).
+
+    Args:
+        bundle_dir: the folder with bundle.json.
+        out_path: the result file (default DIR/result.json). Rewritten after
+            every chunk of kernels; an existing one of the same bundle and setting is resumed.
+        threads: interpreter threads (default: the bundle's).
+        resolver: "default" (XNNPACK) or "builtin" (no delegate).
+        device: the device name stored in the result (default: the host name).
+        cpu: pin to the least busy CPU(s) ("auto"), to one CPU (a number), or not at all (None).
+        kwargs: warmup, runs, budget_s (per item, shared by its rounds), rounds, command, log,
+            quiet_native, overhead_ms, stop_after_s, on_result: see `_run_bundle`.
+
+    Raises:
+        EdgeError: bad bundle, no runtime, or an output that belongs to another run.
+    """
+    n = threads if threads is not None else read_bundle(bundle_dir)[0].get("threads", 1)
+    with pinned(cpu, max(int(n), 1)) as cpus:
+        return _run_bundle(bundle_dir, out_path, threads, resolver, device, cpus=cpus, **kwargs)
+
+
+def _run_bundle(
+    bundle_dir: str | os.PathLike[str],
+    out_path: str | os.PathLike[str] | None = None,
+    threads: int | None = None,
+    resolver: str = "default",
+    device: str | None = None,
+    *,
     warmup: int = WARMUP,
     runs: int = RUNS,
     budget_s: float = BUDGET_S,
+    rounds: int = ROUNDS,
+    cpus: list[int] | None = None,
     command: str = "",
     log: Callable[[str], None] | None = None,
     quiet_native: bool = True,
@@ -338,24 +568,17 @@ def run_bundle(
     stop_after_s: float | None = None,
     on_result: Callable[[str, dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
-    """Time every kernel of a bundle; returns the result (also written to `out_path`).
+    """`run_bundle` after pinning (see it for the positional arguments).
 
     Args:
-        bundle_dir: the folder with bundle.json.
-        out_path: the result file (default DIR/result.json). Rewritten after
-            every kernel; an existing one of the same bundle and setting is resumed.
-        threads: interpreter threads (default: the bundle's).
-        resolver: "default" (XNNPACK) or "builtin" (no delegate).
-        device: the device name stored in the result (default: the host name).
-        log: receives one progress line per kernel.
+        warmup / runs / budget_s: per item; runs and budget are shared between its `rounds` interleaved rounds.
+        cpus: the CPUs the process is pinned to (recorded in the result's protocol).
+        log: receives one progress line per item.
         quiet_native: hide the runtime's own log lines.
         overhead_ms: the per-invoke overhead when it is already known (the desktop
             profiler times it once per cache); None: time it on the overhead model.
         stop_after_s: stop once this many seconds have passed (what was measured is saved).
         on_result: called as ("kernel" | "model", record) after each kernel or model is measured.
-
-    Raises:
-        EdgeError: bad bundle, no runtime, or an output that belongs to another run.
     """
     say = log or (lambda line: None)
     root = Path(bundle_dir)
@@ -391,6 +614,8 @@ def run_bundle(
         "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": command,
         "load_average": round(load, 2) if load is not None else None,
+        "protocol": {"rounds": rounds, "cpus": cpus, "busy_cores": BUSY_CORES, "busy_steal": BUSY_STEAL},
+        "busy_items": 0,
         "overhead_ms": 0.0,
         "kernels": [],
         "models": [],
@@ -442,46 +667,57 @@ def run_bundle(
         except OSError as exc:
             raise EdgeError(f"cannot write {out}: {exc.strerror or exc}", "check free space and permissions") from None
 
-    def time_file(file: str, ident: str) -> tuple[float, float, int, str]:
-        """(median, MAD, runs kept, output sha256) of one model of the bundle, inputs seeded by `ident`."""
-        interp = make((root / file).read_bytes())
-        fill_inputs(interp, int(ident[:8], 16))
-        interp.invoke()
-        sha = output_sha256(interp)
-        return (*time_invoke(interp, warmup, runs, budget_s), sha)
-
     work = [(e["digest"], f"[{n}/{len(kernels)}] {describe_key(e['key'])}", e, measured)
             for n, e in enumerate(kernels, 1)]
     work += [(e["sha256"], f"[model {n}/{len(models)}] {e['name']}", e, measured_models)
              for n, e in enumerate(models, 1)]
+    work = [w for w in work if w[0] not in w[3]]
     stop_at = None if stop_after_s is None else time.perf_counter() + stop_after_s
-    for ident, what, entry, into in work:
-        if ident in into:
-            continue
+    for start in range(0, len(work), CHUNK):
         if stop_at is not None and time.perf_counter() > stop_at:
             say("time budget spent: stopping (run again to measure the rest)")
             break
+        ready = []
+        for ident, what, entry, into in work[start:start + CHUNK]:
+            try:
+                interp = make((root / entry["file"]).read_bytes())
+                fill_inputs(interp, int(ident[:8], 16))  # inputs seeded by the digest: the same on every device
+                interp.invoke()
+                ready.append((ident, what, entry, into, interp, output_sha256(interp)))
+            except EdgeError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - one broken kernel or model must not stop the run
+                failed[ident] = _one_line(exc)
+                say(f"{what} FAILED: {failed[ident]}")
         try:
-            median, mad, kept, sha = time_file(entry["file"], ident)
-        except EdgeError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - one broken kernel or model must not stop the run
-            failed[ident] = _one_line(exc)
-            say(f"{what} FAILED: {failed[ident]}")
-        else:
-            if into is measured:
-                into[ident] = {"digest": ident, "key": entry["key"], "ms": max(median - overhead, 0.0),
-                               "raw_ms": median, "runs": kept, "spread_ms": mad, "output_sha256": sha}
+            timings = measure_interleaved([r[4] for r in ready], rounds=rounds, warmup=warmup, runs=runs,
+                                          budget_s=budget_s)
+        except Exception as exc:  # noqa: BLE001 - an invoke that fails only when timed: the chunk's items fail
+            timings = []
+            for ident, what, *_ in ready:
+                failed[ident] = _one_line(exc)
+                say(f"{what} FAILED: {failed[ident]}")
+        for (ident, what, entry, into, _, sha), m in zip(ready, timings):
+            record = {"ms": m.median_ms, "runs": m.runs, "spread_ms": m.spread_ms, "mad_ms": m.mad_ms,
+                      "rounds_ms": m.rounds_ms, "busy": m.busy, "other_cores": m.other_cores, "output_sha256": sha}
+            if into is measured:  # a kernel: the per-invoke overhead is subtracted
+                into[ident] = {"digest": ident, "key": entry["key"], **record,
+                               "ms": max(m.median_ms - overhead, 0.0), "raw_ms": m.median_ms}
             else:  # a whole model: its latency includes the per-invoke overhead
-                into[ident] = {"name": entry["name"], "sha256": ident, "ms": median, "runs": kept,
-                               "spread_ms": mad, "output_sha256": sha, "kernels": entry["kernels"]}
-            say(f"{what} {median:.4f} ms")
+                into[ident] = {"name": entry["name"], "sha256": ident, **record, "kernels": entry["kernels"]}
+            result["busy_items"] = int(result.get("busy_items", 0)) + m.busy
+            say(f"{what} {m.median_ms:.4f} ms (spread {m.spread_ms:.4f}){' BUSY' if m.busy else ''}")
             if on_result is not None:
                 on_result("kernel" if into is measured else "model", into[ident])
         save()
     save()
+    busy = int(result.get("busy_items", 0))
     say(f"done: {len(result['kernels'])} kernels and {len(result['models'])} models measured, "
         f"{len(result['failed'])} failed -> {out}")
+    if busy:
+        say(f"WARNING: the machine was busy (other processes > {BUSY_CORES} cores or steal > {BUSY_STEAL:.0%}) "
+            f"while {busy} item(s) were timed even after {BUSY_RETRIES} retries: their times are not reliable; "
+            "measure again on an idle machine")
     return result
 
 
@@ -503,6 +739,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--device", metavar="NAME", help="device name stored in the result (default: host name)")
     p.add_argument("--runs", type=int, default=RUNS, help=f"timed invokes per kernel, at most (default {RUNS})")
     p.add_argument("--warmup", type=int, default=WARMUP, help=f"untimed invokes first (default {WARMUP})")
+    p.add_argument("--rounds", type=int, default=ROUNDS,
+                   help=f"interleaved timing rounds per kernel; the spread of their medians is the noise floor "
+                        f"(default {ROUNDS})")
+    p.add_argument("--cpu", default="auto", metavar="N|auto|none",
+                   help="pin to this CPU, to the least busy one (auto, the default), or not at all (none)")
     p.add_argument("-v", "--verbose", action="store_true", help="show the runtime's own log lines")
     return p
 
@@ -515,11 +756,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     def say(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
-    if args.runs < 1 or args.warmup < 0:
-        say("edge_profile.py: error: --runs must be >= 1 and --warmup >= 0")
+    if args.runs < 1 or args.warmup < 0 or args.rounds < 1:
+        say("edge_profile.py: error: --runs and --rounds must be >= 1 and --warmup >= 0")
         return 2
+    cpu: str | int | None = None if args.cpu == "none" else args.cpu
+    if cpu not in (None, "auto"):
+        if not str(cpu).isdigit():
+            say(f"edge_profile.py: error: --cpu {args.cpu!r} is not a CPU number, auto or none")
+            return 2
+        cpu = int(str(cpu))
     try:
-        run_bundle(args.bundle, args.output, args.threads, args.resolver, args.device, warmup=args.warmup,
+        run_bundle(args.bundle, args.output, args.threads, args.resolver, args.device, cpu=cpu, rounds=args.rounds,
+                   warmup=args.warmup,
                    runs=args.runs, command=command, log=say, quiet_native=not args.verbose)
     except EdgeError as exc:
         say(f"edge_profile.py: error: {exc}")

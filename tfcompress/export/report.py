@@ -57,6 +57,31 @@ class OpRow:
 
 
 @dataclass(frozen=True)
+class OpPrecisionRow:
+    """One op of a per-op precision model, read back from the .tflite and its prepared interpreter."""
+
+    index: int
+    op: str
+    layers: tuple[str, ...]
+    asked: str | None  # the plan's precision for it (None: an op the quantizer added, e.g. QUANTIZE)
+    found: str  # int8 | int16x8 | int4 | int4w | float | ... as the file stores it (`precision.readback`)
+    activations: str  # dtype of its first non-constant input
+    weights: str | None  # dtype of its largest constant input, if any
+    runs_on: str  # "XNNPACK" (claimed by the default delegate) or "builtin" (LiteRT's builtin kernels)
+
+
+@dataclass(frozen=True)
+class PrecisionInfo:
+    """What a per-op precision conversion asked for and what the file and the runtime did with it."""
+
+    default: str
+    rules: tuple[str, ...]  # as `--precision` writes them, first match wins
+    ops: tuple[OpPrecisionRow, ...]
+    prepares: dict[str, bool]  # resolver ("default": builtin + XNNPACK, "builtin": no delegate) -> prepared
+    delegate: str  # one line, e.g. "XNNPACK runs 5 of 5 ops"
+
+
+@dataclass(frozen=True)
 class PredictedLatency:
     """The device LUT's prediction for the converted model (`tfcompress.hardware.predict`)."""
 
@@ -94,6 +119,7 @@ class ConvertReport:
     verify_seconds: float
     versions: dict[str, str]
     notes: tuple[str, ...] = ()
+    precision: PrecisionInfo | None = None  # per-op precision models only
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able dict (infinite SNR becomes null; accuracy gains its delta_pp)."""

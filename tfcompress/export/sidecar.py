@@ -15,6 +15,10 @@ Schema `tfcompress.meta/1` (documented in docs/sidecar.md):
     labels            class names indexed by class id, or null
     runtime           {resolver: "default" | "builtin", notes: [...]}: what
                       the model needs to run in LiteRT
+    precision         per-op precision models only (else null): {default, rules,
+                      delegate, ops: [{index, op, layers, precision, runs_on,
+                      tensors: [entries as inputs / outputs, every tensor the
+                      op reads or writes: int4 / int16 scales and zero points]}]}
     source            {path, format, sha256, name} of the Keras model
     versions          tfcompress, tensorflow, tf_keras, keras, litert
     created           ISO-8601 UTC time of conversion
@@ -60,8 +64,9 @@ def build_meta(
     resolver: str,
     runtime_notes: tuple[str, ...],
     versions: dict[str, str],
+    precision: Any = None,
 ) -> dict[str, Any]:
-    """The sidecar dict for a converted model (see module doc for the schema)."""
+    """The sidecar dict for a converted model (see module doc for the schema); `precision`: a `PrecisionInfo`."""
     return {
         "schema": SCHEMA,
         "model_file": model_file,
@@ -72,7 +77,25 @@ def build_meta(
         "preprocessing": preprocessing,
         "labels": list(labels) if labels is not None else None,
         "runtime": {"resolver": resolver, "notes": list(runtime_notes)},
+        "precision": precision_entry(tfl, precision) if precision is not None else None,
         "source": {"path": source.path, "format": source.format, "sha256": source.sha256, "name": source.name},
         "versions": versions,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def precision_entry(tfl: Any, info: Any) -> dict[str, Any]:
+    """The sidecar's `precision`: per op, its stored precision, where it runs and every tensor it touches."""
+    ops = {op.index: op for op in tfl.operators if op.subgraph == 0}
+    return {
+        "default": info.default,
+        "rules": list(info.rules),
+        "delegate": info.delegate,
+        "ops": [
+            {"index": row.index, "op": row.op, "layers": list(row.layers), "precision": row.found,
+             "runs_on": row.runs_on,
+             "tensors": [tensor_entry(tfl.tensors[i]) for i in (*ops[row.index].inputs, *ops[row.index].outputs)
+                         if i >= 0]}
+            for row in info.ops
+        ],
     }

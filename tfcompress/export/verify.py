@@ -69,6 +69,8 @@ class Latency:
     mean_ms: float
     runs: int
     threads: int
+    spread_ms: float = 0.0  # range of the 3 round medians: the run-to-run noise
+    busy: bool = False  # other processes used the CPU while it was timed (even after retries)
 
 
 @dataclass(frozen=True)
@@ -153,22 +155,20 @@ class TfliteRunner:
         return [np.concatenate([c[i] for c in chunks]) for i in range(len(self.outputs))]
 
     def latency(self, xs: tuple[np.ndarray, ...], runs: int = 50, warmup: int = 5, budget_s: float = 5.0) -> Latency:
-        """Median / p90 of batch-1 invoke() times on the first sample."""
+        """Median / p90 of batch-1 invoke() times on the first sample, under the timing protocol.
+
+        The protocol is the profiler's (`tfcompress.edge.edge_profile.measure_interleaved`): pinned to the least
+        busy CPU(s), 3 rounds, median of the round medians; a machine busy with other processes is retried, then
+        reported (`Latency.busy`).
+        """
+        from tfcompress.edge import edge_profile
+
         self._resize(1)
         for d, x in zip(self.inputs, xs):
             self.interpreter.set_tensor(d["index"], quantize(x[:1], d))
-        for _ in range(warmup):
-            self.interpreter.invoke()
-        times: list[float] = []
-        deadline = time.perf_counter() + budget_s
-        while len(times) < runs and (len(times) < 5 or time.perf_counter() < deadline):
-            t0 = time.perf_counter()
-            self.interpreter.invoke()
-            times.append((time.perf_counter() - t0) * 1e3)
-        arr = np.asarray(times)
-        return Latency(
-            float(np.median(arr)), float(np.percentile(arr, 90)), float(arr.mean()), len(times), self.threads
-        )
+        with edge_profile.pinned("auto", self.threads):
+            m = edge_profile.measure_interleaved([self.interpreter], warmup=warmup, runs=runs, budget_s=budget_s)[0]
+        return Latency(m.median_ms, m.p90_ms, m.mean_ms, m.runs, self.threads, round(m.spread_ms, 6), m.busy)
 
 
 def quantize(x: np.ndarray, detail: dict) -> np.ndarray:

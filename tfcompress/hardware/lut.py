@@ -30,8 +30,10 @@ from tfcompress.hardware.profile import DeviceProfile, LutEntry, Observation, Pr
 
 __all__ = ["METHOD", "build_profile"]
 
-METHOD = ("one-op int8 models, random calibration; warm-up 10, <=50 runs / 0.5 s, median after 3-MAD "
-          "rejection; empty-model overhead subtracted")
+METHOD = ("one-op int8 models, random calibration; pinned to the least busy CPU; warm-up 10, then 3 rounds "
+          "interleaved across 16 kernels, <=50 runs / 0.5 s in all; median of the round medians (each after 3-MAD "
+          "rejection), spread = their range; rounds with other processes > 0.3 cores or steal > 5% retimed twice, "
+          "then marked busy; empty-model overhead subtracted")
 """How `build_profile` measures (the profile's provenance)."""
 
 
@@ -80,6 +82,8 @@ def build_profile(
         host=f"{platform.node()} {platform.machine()} {os.cpu_count()} cpus",
         method=METHOD,
         load_average=load,
+        busy_items=measured.busy_items,
+        cpus=measured.cpus,
     )
     profile = base or DeviceProfile(device=device, runtime=measured.runtime, threads=threads)
     profile = replace(profile.with_entries(entries), overhead_ms=measured.overhead_ms, provenance=prov)

@@ -37,13 +37,14 @@ from tfcompress.hardware.ops import MEASURABLE_OPS, kernel_model
 from tfcompress.hardware.schema import MAX_MS, parse_json, read_document
 
 __all__ = ["OVERHEAD_KEY", "KernelSelection", "Timing", "Measured", "kernel_tflite", "kernel_tflites",
-           "overhead_model_bytes", "source_name", "select_kernels", "time_tflite", "write_bundle", "measure"]
+           "overhead_model_bytes", "source_name", "select_kernels", "time_tflite", "time_tflites",
+           "time_interpreters", "write_bundle", "measure"]
 
 OVERHEAD_KEY = KernelKey(op="ADD", dtype="int8", in_shape=(1, 1, 1, 1), out_shape=(1, 1, 1, 1),
                          extra=(1, 1, 1, 1))
 """The near-empty model whose invoke time is the per-invoke overhead."""
 
-BATCH = 8
+BATCH = 16
 """Kernels converted, then timed, per bundle."""
 
 Progress = Callable[[int, int, KernelKey], None]
@@ -121,20 +122,66 @@ def select_kernels(sources: Iterable[Any]) -> KernelSelection:
 
 @dataclass(frozen=True)
 class Timing:
-    median_ms: float
-    mad_ms: float
-    runs: int  # kept after outlier rejection
+    """One model timed under the protocol (`edge_profile.measure_interleaved`)."""
+
+    median_ms: float  # median of the round medians
+    mad_ms: float  # within-round noise (median of the rounds' MADs)
+    runs: int  # kept after outlier rejection, all rounds
+    spread_ms: float = 0.0  # run-to-run noise: range of the round medians
+    rounds_ms: tuple[float, ...] = ()
+    busy: bool = False  # other processes used the CPU while it was timed, even after retries
+    p90_ms: float = 0.0
+    mean_ms: float = 0.0
+
+
+def _timing(m: edge_profile.Measurement) -> Timing:
+    return Timing(m.median_ms, m.mad_ms, m.runs, m.spread_ms, tuple(m.rounds_ms), m.busy, m.p90_ms, m.mean_ms)
+
+
+def time_interpreters(
+    interpreters: Sequence[Any], *, threads: int = 1, warmup: int = 10, runs: int = 50, budget_s: float = 0.5,
+    rounds: int = edge_profile.ROUNDS, cpu: str | int | None = "auto",
+) -> list[Timing]:
+    """Time prepared interpreters (inputs set) together under the timing protocol: pinned, interleaved rounds."""
+    with edge_profile.pinned(cpu, threads):
+        got = edge_profile.measure_interleaved(interpreters, rounds=rounds, warmup=warmup, runs=runs,
+                                               budget_s=budget_s)
+    return [_timing(m) for m in got]
+
+
+def time_tflites(
+    contents: Sequence[bytes], *, threads: int = 1, warmup: int = 10, runs: int = 50, budget_s: float = 0.5,
+    rounds: int = edge_profile.ROUNDS, seed: int = 0, chunk: int = edge_profile.CHUNK,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> list[Timing]:
+    """invoke() times of .tflite models on random inputs, interleaved in chunks (the bundle loop's protocol).
+
+    Raises:
+        RuntimeError / ValueError: the runtime cannot prepare or run one of them.
+    """
+    from tfcompress.runtime import make_interpreter
+
+    out: list[Timing] = []
+    for start in range(0, len(contents), chunk):
+        interps = []
+        for content in contents[start:start + chunk]:
+            interp = make_interpreter(content, num_threads=threads)
+            edge_profile.fill_inputs(interp, seed)
+            interps.append(interp)
+        out += time_interpreters(interps, threads=threads, warmup=warmup, runs=runs, budget_s=budget_s,
+                                 rounds=rounds)
+        if on_progress is not None:
+            on_progress(len(out), len(contents))
+    return out
 
 
 def time_tflite(
-    content: bytes, *, threads: int = 1, warmup: int = 10, runs: int = 50, budget_s: float = 0.5, seed: int = 0
+    content: bytes, *, threads: int = 1, warmup: int = 10, runs: int = 50, budget_s: float = 0.5, seed: int = 0,
+    rounds: int = edge_profile.ROUNDS,
 ) -> Timing:
-    """Median invoke() time of one .tflite on random inputs (the bundle loop's timing functions)."""
-    from tfcompress.runtime import make_interpreter
-
-    interp = make_interpreter(content, num_threads=threads)
-    edge_profile.fill_inputs(interp, seed)
-    return Timing(*edge_profile.time_invoke(interp, warmup, runs, budget_s))
+    """Median invoke() time of one .tflite on random inputs, under the timing protocol."""
+    return time_tflites([content], threads=threads, warmup=warmup, runs=runs, budget_s=budget_s, rounds=rounds,
+                        seed=seed)[0]
 
 
 # ------------------------------------------------------------------ bundles
@@ -190,6 +237,12 @@ class Measured:
     overhead_ms: float
     kernels: tuple[tuple[KernelKey, dict[str, Any]], ...]  # {digest, key, ms, runs, spread_ms, ...}, keys' order
     models: tuple[dict[str, Any], ...]  # {name, sha256, ms, runs, spread_ms, kernels, ...}, models' order
+    cpus: tuple[int, ...] | None = None  # what the timing now was pinned to (None: not pinned, or all cached)
+
+    @property
+    def busy_items(self) -> int:
+        """Kernels and models (cached ones included) timed while other processes used the CPU."""
+        return sum(bool(r.get("busy")) for _, r in self.kernels) + sum(bool(m.get("busy")) for m in self.models)
 
 
 def _cached(path: Path, *fields: str) -> dict[str, Any] | None:
@@ -273,6 +326,7 @@ def measure(
     overhead = float(overhead_record["ms"]) if overhead_record else None
     by_digest = {k.digest(): k for k in todo}
     timed = 0
+    cpus: tuple[int, ...] | None = None
 
     def remember(kind: str, record: dict[str, Any]) -> None:
         nonlocal timed
@@ -289,7 +343,7 @@ def measure(
 
     def run(kernel_models: Sequence[tuple[KernelKey, bytes]], model_list: Sequence[tuple[str, bytes]],
             stop_after_s: float | None) -> None:
-        nonlocal overhead
+        nonlocal overhead, cpus
         with tempfile.TemporaryDirectory(dir=cache, prefix=".bundle-") as tmp:
             write_bundle(Path(tmp), kernel_models, model_list, overhead=overhead_model_bytes(), threads=threads,
                          command=command)
@@ -298,6 +352,8 @@ def measure(
                                                  overhead_ms=overhead, stop_after_s=stop_after_s, on_result=remember)
             except EdgeError as exc:
                 raise TfcompressError(exc.message, exc.hint) from None
+        pinned_to = result.get("protocol", {}).get("cpus")
+        cpus = tuple(pinned_to) if pinned_to else cpus
         if overhead is None:
             overhead = float(result["overhead_ms"])
             _write(cache / f"overhead-{tag}.json", {"ms": overhead})
@@ -320,4 +376,5 @@ def measure(
         overhead_ms=overhead,
         kernels=tuple((k, found[k]) for k in keys if k in found),
         models=tuple(found_models[sha] for _, _, sha in whole if sha in found_models),
+        cpus=cpus,
     )

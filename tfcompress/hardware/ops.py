@@ -21,7 +21,7 @@ import numpy as np
 
 from tfcompress.hardware.kernels import KernelKey
 
-__all__ = ["CHANNEL_TILE", "OpSpec", "OP_SPECS", "MEASURABLE_OPS", "REGRESSION_ONLY", "AT_PREPARE", "spec_of",
+__all__ = ["CHANNEL_TILE", "STEM_CHANNELS", "OpSpec", "OP_SPECS", "MEASURABLE_OPS", "REGRESSION_ONLY", "AT_PREPARE", "spec_of",
            "kernel_model"]
 
 CHANNEL_TILE = 16
@@ -29,6 +29,10 @@ CHANNEL_TILE = 16
 on 8 channels costs about what it costs on 16. Rounding channels up to it for channel-wise work (depthwise,
 convolution input channels, per-channel broadcast MUL) halved the regression's error on unseen depthwise kernels
 and 1x1 convolutions (docs/latency.md); plain element-wise ops (ADD, activations) run on the flat tensor."""
+
+
+STEM_CHANNELS = 4
+"""Convolutions on this many input channels or fewer (RGB / grey images) form their own regression group."""
 
 
 def _up(n: int, tile: int) -> int:
@@ -181,9 +185,15 @@ class OpSpec:
     at_prepare: bool = False
 
     def groups(self, key: KernelKey) -> tuple[str, ...]:
-        """Regression groups, most specific first ("all" last)."""
+        """Regression groups, most specific first ("all" last).
+
+        With `kernel_groups`, a convolution on at most STEM_CHANNELS input channels (an image stem) is a group of
+        its own: XNNPACK runs it with another kernel, several times slower per MAC than a 64-channel convolution,
+        and fitting both on one line predicted ResNet-style 3x3 convolutions at twice their time.
+        """
         if self.kernel_groups:
-            return f"{key.op}/k{key.kernel[0]}", key.op, "all"
+            stem = "/stem" if 0 < key.cin <= STEM_CHANNELS and key.op == "CONV_2D" else ""
+            return f"{key.op}/k{key.kernel[0]}{stem}", key.op, "all"
         return key.op, "all"
 
     def features(self, key: KernelKey) -> np.ndarray:

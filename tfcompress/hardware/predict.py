@@ -126,8 +126,48 @@ class Prediction:
         }
 
 
+WEIGHT_CACHE_MB = 1.0
+"""Weight megabytes that stay in cache: an op whose weights fit reads them hot when timed alone (the LUT), but in
+a model whose weights exceed it they are evicted between invokes and read from memory."""
+
+
+def weight_excess_mb(keys: Sequence[KernelKey]) -> float:
+    """Megabytes of int8 weights the LUT timed hot that a model of `keys` reads from memory.
+
+    The weights of each op holding at most WEIGHT_CACHE_MB, counted only when the model's weights exceed it (an
+    op with more was already timed streaming them). Measured on the host: keras.applications models were
+    under-predicted by 0.07-0.08 ms per such MB; fitted on the LUT's own weight-heavy models the coefficient came
+    out at 0.062 ms/MB (docs/latency.md).
+    """
+    sizes = [k.weight_elements / 1e6 for k in keys]
+    if sum(sizes) <= WEIGHT_CACHE_MB:
+        return 0.0
+    return float(sum(w for w in sizes if w <= WEIGHT_CACHE_MB))
+
+
+NEIGHBOURS = 5
+"""Measured kernels whose regression residual corrects an unmeasured convolution's prediction."""
+MAX_CORRECTION = 4.0
+
+
+def _coords(key: KernelKey) -> np.ndarray:
+    """Where a convolution sits in shape space: log2 of output positions, input and output channels; stride."""
+    positions = 1
+    for d in key.out_shape[1:-1]:
+        positions *= max(int(d), 1)
+    return np.array([np.log2(max(positions, 1)), np.log2(max(key.cin, 1)), np.log2(max(key.cout, 1)),
+                     float(key.stride[0] if key.stride else 1)])
+
+
 class LatencyModel:
-    """A profile's LUT plus the regressions fitted on it (fit once, predict many)."""
+    """A profile's LUT plus the regressions fitted on it (fit once, predict many).
+
+    An unmeasured convolution (an op whose spec has `kernel_groups`) gets its group's regression times the
+    median ratio measured / regressed of the NEIGHBOURS nearest measured kernels of that group (log2 positions,
+    input and output channels, stride): XNNPACK's GEMM speed varies with shape in ways a line in MACs and bytes
+    misses, and neighbours share it. Cross-validated on a 1009-kernel host LUT this took the median error of
+    unseen 1x1 convolutions from 31% to 10% (docs/latency.md).
+    """
 
     def __init__(self, profile: DeviceProfile) -> None:
         self.profile = profile
@@ -144,22 +184,42 @@ class LatencyModel:
                 self.fits[name] = self._fit(rows)
         if profile.entries:
             self.fits["all"] = self._fit(list(profile.entries))
+        self._near: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for name, rows in by_group.items():
+            spec = spec_of(rows[0].key)
+            if not spec.kernel_groups or len(rows) < NEIGHBOURS or name not in self.fits:
+                continue
+            base = np.array([max(float(spec.features(e.key) @ self.fits[name]), 1e-6) for e in rows])
+            ratio = np.log(np.maximum(np.array([e.ms for e in rows]), 1e-6) / base)
+            self._near[name] = (np.stack([_coords(e.key) for e in rows]), ratio)
+        self._memo: dict[KernelKey, tuple[float, str]] = {}
 
     @staticmethod
     def _fit(rows: Sequence[LutEntry]) -> np.ndarray:
         return _nnls(np.stack([_features(e.key) for e in rows]), np.array([e.ms for e in rows]))
 
     def kernel_ms(self, key: KernelKey) -> tuple[float, str]:
-        """(ms, source) of one kernel: the LUT value, else the most specific regression."""
+        """(ms, source) of one kernel: the LUT value, else the most specific regression (neighbour-corrected)."""
         if key in self.table:
             return self.table[key], "lut"
+        if key in self._memo:
+            return self._memo[key]
         spec = spec_of(key)
         if spec.at_prepare:  # only constant inputs (e.g. DENSIFY of sparse weights): done once, at prepare
             return 0.0, "const"
+        got = 0.0, "none"
         for name in spec.groups(key):
             if name in self.fits:
-                return float(spec.features(key) @ self.fits[name]), f"fit:{name}"
-        return 0.0, "none"
+                ms = float(spec.features(key) @ self.fits[name])
+                got = ms, f"fit:{name}"
+                if name in self._near:
+                    coords, ratio = self._near[name]
+                    nearest = np.argsort(((coords - _coords(key)) ** 2).sum(axis=1), kind="stable")[:NEIGHBOURS]
+                    corr = float(np.clip(np.exp(np.median(ratio[nearest])), 1 / MAX_CORRECTION, MAX_CORRECTION))
+                    got = ms * corr, f"fit:{name}+near"
+                break
+        self._memo[key] = got
+        return got
 
     def kernel_sum(self, keys: Sequence[KernelKey]) -> float:
         """Sum of the (uncalibrated) kernel times of `keys`."""
@@ -172,31 +232,37 @@ class LatencyModel:
             ms, src = self.kernel_ms(u.key)
             rows.append(PredictionRow(u.op_index, u.key.op, u.layers, cal.scale * ms + cal.per_op_ms, ms, src, u.key))
         total = self.profile.overhead_ms + sum(r.ms for r in rows)
+        total += cal.per_weight_mb_ms * weight_excess_mb([u.key for u in uses])
         return Prediction(self.profile.device, total, self.profile.overhead_ms, tuple(rows), cal)
 
 
 def fit_calibration(profile: DeviceProfile, observations: Sequence[Observation] = ()) -> Calibration:
-    """Fit `scale` and `per_op_ms` on whole-model observations (default: the profile's own).
+    """Fit `scale`, `per_op_ms` and `per_weight_mb_ms` on whole-model observations (default: the profile's own).
 
     Non-negative least squares on relative error of
-    `measured - overhead = scale * sum(kernel ms) + per_op_ms * n_ops`.
+    `measured - overhead = scale * sum(kernel ms) + per_op_ms * n_ops + per_weight_mb_ms * weight_excess_mb`.
+    The last term is fitted only when some observed model has weights beyond WEIGHT_CACHE_MB.
     With fewer than 3 observations the identity calibration is returned.
     """
     obs = list(observations or profile.observations)
     if len(obs) < 3:
         return Calibration()
     lm = LatencyModel(profile)
-    x = np.array([[lm.kernel_sum(o.kernels), float(len(o.kernels))] for o in obs])
+    x = np.array([[lm.kernel_sum(o.kernels), float(len(o.kernels)), weight_excess_mb(o.kernels)] for o in obs])
     y = np.array([max(o.measured_ms - profile.overhead_ms, 1e-6) for o in obs])
-    scale, per_op = _nnls(x, y)
-    if not (0.0 <= scale <= MAX_SCALE and 0.0 <= per_op <= MAX_MS):
+    if x[:, 2].any():
+        scale, per_op, per_mb = _nnls(x, y)
+    else:
+        (scale, per_op), per_mb = _nnls(x[:, :2], y), 0.0
+    if not (0.0 <= scale <= MAX_SCALE and 0.0 <= per_op <= MAX_MS and 0.0 <= per_mb <= MAX_MS):
         return Calibration()  # the models contradict their kernels (e.g. 0 ms kernels): no correction
-    pred = x @ np.array([scale, per_op]) + profile.overhead_ms
+    pred = x @ np.array([scale, per_op, per_mb]) + profile.overhead_ms
     measured = np.maximum(np.array([o.measured_ms for o in obs]), 1e-6)
     err = float(np.median(np.abs(pred - measured) / measured))
     if not np.isfinite(err):
         return Calibration()
-    return Calibration(scale=float(scale), per_op_ms=float(per_op), fitted_on=len(obs), median_abs_error=round(err, 5))
+    return Calibration(scale=float(scale), per_op_ms=float(per_op), per_weight_mb_ms=float(per_mb), fitted_on=len(obs),
+                       median_abs_error=round(err, 5))
 
 
 def calibrated(profile: DeviceProfile) -> DeviceProfile:

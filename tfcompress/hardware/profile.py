@@ -56,6 +56,8 @@ class Provenance:
     host: str = ""
     method: str = ""  # e.g. "one-op int8 models, warm-up 10, median of <=50 after MAD outlier rejection"
     load_average: float | None = None  # 1-minute load when measuring began
+    busy_items: int = 0  # kernels / models timed while other processes used the CPU (after retries)
+    cpus: tuple[int, ...] | None = None  # the CPUs the timing was pinned to (None: not pinned)
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,7 @@ class LutEntry:
     key: KernelKey
     ms: float
     runs: int = 0
-    spread_ms: float = 0.0  # median absolute deviation of the kept runs
+    spread_ms: float = 0.0  # run-to-run noise: range of the round medians (older profiles: MAD of the runs)
 
 
 @dataclass(frozen=True)
@@ -83,16 +85,19 @@ class Observation:
 
 @dataclass(frozen=True)
 class Calibration:
-    """Whole-model correction: total = scale * sum(kernel ms) + per_op_ms * n_ops + overhead_ms.
+    """Whole-model correction: total = scale * sum(kernel ms) + per_op_ms * n_ops + per_weight_mb_ms * excess MB
+    + overhead_ms, the excess being the model's weight megabytes beyond WEIGHT_CACHE_MB.
 
     Fitted on `fitted_on` observed models; one-op timings miss what running ops
-    back to back costs (cache traffic between ops, per-op dispatch).
+    back to back costs (cache traffic between ops, per-op dispatch, and weights that
+    no longer stay in cache between invokes: a one-op model reads its weights hot).
     """
 
     scale: float = 1.0
     per_op_ms: float = 0.0
     fitted_on: int = 0
     median_abs_error: float | None = None  # on the observations it was fitted on
+    per_weight_mb_ms: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -175,6 +180,8 @@ class _ProvenanceDoc(Closed):
     host: Str = ""
     method: Str = ""
     load_average: Annotated[Number, Field(ge=0)] | None = None
+    busy_items: Count = 0
+    cpus: Annotated[tuple[Count, ...], Field(max_length=4096)] | None = None
 
 
 class _EntryDoc(Closed):
@@ -187,6 +194,7 @@ class _EntryDoc(Closed):
 class _CalibrationDoc(Closed):
     scale: Annotated[Number, Field(ge=0, le=MAX_SCALE)] = 1.0
     per_op_ms: Ms = 0.0
+    per_weight_mb_ms: Ms = 0.0
     fitted_on: Count = 0
     median_abs_error: Annotated[Number, Field(ge=0)] | None = None
 

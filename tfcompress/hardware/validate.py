@@ -1,8 +1,12 @@
-"""Check the predictor against measured latency on random MobileNet / EfficientNet-style models.
+"""Check the predictor against latency measured here on held-out models (MBConv space and outside it).
 
-    arch = random_arch(rng)                     # widths, kernels 3/5, expansions, 96-160 px, SE, strides
-    result = validate(profile, n=20, seed=1)    # convert int8, time (1 thread), predict
-    result.within(0.10), result.median_abs_error
+    result = validate(profile, n=20, seed=1)         # convert int8, time (1 thread, protocol), predict
+    result = validate(profile, models=application_models())   # stock keras.applications: outside the space
+    result.within(0.10), result.median_abs_error, result.noise_floor, result.busy
+
+Each model is timed under the timing protocol (`edge_profile.measure_interleaved`: pinned, >= 3 rounds
+interleaved across models, median of round medians); its run-to-run spread is the range of its round medians, and
+each prediction is scored against the median and against that spread.
 """
 
 from __future__ import annotations
@@ -14,101 +18,56 @@ from typing import Any, Callable
 
 import numpy as np
 
-from tfcompress.export.converter import convert_int8_random as convert_int8
-from tfcompress.hardware.measure import time_tflite
+from tfcompress.hardware.measure import time_tflites
 from tfcompress.hardware.predict import LatencyModel, predict_latency_ms
 from tfcompress.hardware.profile import DeviceProfile
+from tfcompress.runtime import make_interpreter
+from tfcompress.hardware.spaces import (
+    LUT_SEED,
+    VALIDATION_SEED,
+    Arch,
+    Block,
+    arch_tflites,
+    build_arch,
+    application_models,
+    family_models,
+    random_arch,
+    space_models,
+)
 
-__all__ = ["Block", "Arch", "random_arch", "build_arch", "arch_tflites", "space_models", "ValidationRow",
-           "Validation", "validate", "scatter_png", "LUT_SEED", "VALIDATION_SEED"]
-
-LUT_SEED = 100
-"""Seed of the random architectures a LUT is built from (`tfcompress profile` without models)."""
-VALIDATION_SEED = 1
-"""Seed of the held-out architectures `validate` draws: none of them is a LUT-building one."""
+__all__ = ["Block", "Arch", "random_arch", "build_arch", "arch_tflites", "space_models", "family_models",
+           "application_models",
+           "ValidationRow", "Validation", "validate", "scatter_png", "LUT_SEED", "VALIDATION_SEED", "describe"]
 
 Progress = Callable[[int, int, str], None]
 
-RESOLUTIONS = (96, 128, 160)
-WIDTHS = (8, 16, 24, 32, 40, 48, 64, 80, 96)
 
-
-@dataclass(frozen=True)
-class Block:
-    """One inverted-residual (MBConv) block."""
-
-    out: int
-    kernel: int
-    stride: int
-    expand: int
-    se: bool
-
-
-@dataclass(frozen=True)
-class Arch:
-    resolution: int
-    stem: int
-    blocks: tuple[Block, ...]
-    activation: str  # "relu6" | "hswish"
-    classes: int = 10
-
-
-def random_arch(rng: np.random.Generator, max_blocks: int = 7) -> Arch:
-    """A random MobileNetV2/V3 / EfficientNet-like architecture."""
-    n = int(rng.integers(3, max_blocks + 1))
-    widths = sorted(int(w) for w in rng.choice(WIDTHS, size=n))
-    strides_left = int(rng.integers(2, 4))
-    blocks = []
-    for w in widths:
-        stride = 2 if strides_left and rng.random() < 0.5 else 1
-        strides_left -= stride == 2
-        blocks.append(Block(w, int(rng.choice((3, 5))), stride, int(rng.choice((1, 3, 4, 6))), bool(rng.random() < 0.5)))
-    return Arch(int(rng.choice(RESOLUTIONS)), int(rng.choice((8, 16, 24))), tuple(blocks),
-                str(rng.choice(("relu6", "hswish"))))
-
-
-def build_arch(arch: Arch) -> Any:
-    """The tf_keras model of `arch` (random weights)."""
-    from tfcompress.keras_compat import tf, tf_keras
-
-    L = tf_keras.layers
-
-    def act(y: Any) -> Any:
-        if arch.activation == "relu6":
-            return L.ReLU(6.0)(y)
-        return L.Lambda(lambda t: t * tf.nn.relu6(t + 3.0) / 6.0)(y)
-
-    x = tf_keras.Input((arch.resolution, arch.resolution, 3), batch_size=1)
-    y = act(L.BatchNormalization()(L.Conv2D(arch.stem, 3, strides=2, padding="same", use_bias=False)(x)))
-    cin = arch.stem
-    for b in arch.blocks:
-        inp = y
-        if b.expand > 1:
-            y = act(L.BatchNormalization()(L.Conv2D(cin * b.expand, 1, use_bias=False)(y)))
-        y = act(L.BatchNormalization()(L.DepthwiseConv2D(b.kernel, strides=b.stride, padding="same",
-                                                         use_bias=False)(y)))
-        if b.se:
-            mid = max(cin * b.expand // 4, 8)
-            s = L.GlobalAveragePooling2D(keepdims=True)(y)
-            s = L.Conv2D(mid, 1, activation="relu")(s)
-            s = L.Conv2D(cin * b.expand, 1, activation="sigmoid")(s)
-            y = L.Multiply()([y, s])
-        y = L.BatchNormalization()(L.Conv2D(b.out, 1, use_bias=False)(y))
-        if b.stride == 1 and b.out == cin:
-            y = L.Add()([y, inp])
-        cin = b.out
-    y = L.GlobalAveragePooling2D()(y)
-    y = L.Dense(arch.classes)(y)
-    return tf_keras.Model(x, y)
+def describe(arch: Arch | str) -> str:
+    """One line naming a held-out model."""
+    if isinstance(arch, str):
+        return arch
+    return (f"{arch.resolution}px {len(arch.blocks)} blocks se={sum(b.se for b in arch.blocks)} {arch.activation}")
 
 
 @dataclass(frozen=True)
 class ValidationRow:
-    arch: Arch
-    measured_ms: float
+    arch: Arch | str  # a random MBConv architecture, or the name of a model outside that space
+    measured_ms: float  # median of the round medians
     predicted_ms: float
     lut_hit_rate: float
     predict_s: float
+    rounds_ms: tuple[float, ...] = ()
+    busy: bool = False  # other processes used the CPU while it was timed
+
+    @property
+    def spread(self) -> float:
+        """Run-to-run noise: range of the round medians relative to their median."""
+        return (max(self.rounds_ms) - min(self.rounds_ms)) / self.measured_ms if len(self.rounds_ms) > 1 else 0.0
+
+    @property
+    def within_spread(self) -> bool:
+        """The prediction lies within the range of the round medians (the measurement cannot tell them apart)."""
+        return bool(self.rounds_ms) and min(self.rounds_ms) <= self.predicted_ms <= max(self.rounds_ms)
 
     @property
     def error(self) -> float:
@@ -132,6 +91,16 @@ class Validation:
     def median_abs_error(self) -> float:
         return float(np.median(np.abs(self.errors))) if self.rows else 0.0
 
+    @property
+    def busy(self) -> int:
+        """Models timed while other processes used the CPU (their errors mean little)."""
+        return sum(r.busy for r in self.rows)
+
+    @property
+    def noise_floor(self) -> float:
+        """Median run-to-run spread of the measured models (relative)."""
+        return float(np.median([r.spread for r in self.rows])) if self.rows else 0.0
+
     def summary(self) -> dict[str, float]:
         """The error distribution: share within ±5/10/20%, median / mean / p90 / worst error, slowest prediction."""
         e = self.errors
@@ -148,29 +117,11 @@ class Validation:
             "p90_abs_error": float(np.percentile(np.abs(e), 90)),
             "worst_error": float(e[np.argmax(np.abs(e))]),
             "max_predict_ms": 1e3 * max(r.predict_s for r in self.rows),
+            "noise_floor": self.noise_floor,
+            "p90_spread": float(np.percentile([r.spread for r in self.rows], 90)),
+            "within_spread": float(np.mean([r.within_spread for r in self.rows])),
+            "busy": self.busy,
         }
-
-
-def arch_tflites(n: int, seed: int, on_progress: Progress | None = None) -> list[tuple[Arch, bytes]]:
-    """`n` random architectures from `seed`, converted to int8."""
-    from tfcompress.keras_compat import tf_keras
-
-    rng = np.random.default_rng(seed)
-    out = []
-    for i in range(n):
-        arch = random_arch(rng)
-        tf_keras.utils.set_random_seed(seed * 10_000 + i)  # weights too: the same .tflite every time
-        out.append((arch, convert_int8(build_arch(arch))))
-        if on_progress is not None:
-            on_progress(i + 1, n, f"converted architecture {i + 1}/{n}")
-    return out
-
-
-def space_models(n: int = 20, seed: int = LUT_SEED, on_progress: Progress | None = None) -> list[bytes]:
-    """The default LUT space: `n` random MBConv architectures plus the reference FMNIST-CNN, as int8 .tflite."""
-    from tfcompress.models import fmnist_cnn
-
-    return [c for _, c in arch_tflites(n, seed, on_progress)] + [convert_int8(fmnist_cnn("tf_keras"))]
 
 
 def validate(
@@ -178,31 +129,46 @@ def validate(
     n: int = 20,
     seed: int = VALIDATION_SEED,
     threads: int | None = None,
-    models: list[tuple[Arch, bytes]] | None = None,
+    models: list[tuple[Any, bytes]] | None = None,
+    rounds: int = 3,
     on_progress: Progress | None = None,
 ) -> Validation:
-    """Convert, measure (this machine, LiteRT) and predict `n` random architectures not used for the LUT.
+    """Convert, measure (this machine, LiteRT, the timing protocol) and predict held-out models.
+
+    Args:
+        models: (Arch or name, .tflite) pairs; default `n` random MBConv architectures drawn from `seed`.
+        rounds: interleaved timing rounds per model (>= 3 gives a spread).
 
     One prediction's time includes reading the .tflite's kernel keys; the
     LUT's regressions are fitted once, beforehand (`LatencyModel`).
     """
-    if seed == LUT_SEED:
+    if seed == LUT_SEED and models is None:
         raise ValueError(f"seed {LUT_SEED} draws the LUT's own architectures: validate on held-out ones")
     lm = LatencyModel(profile)
     models = models if models is not None else arch_tflites(n, seed, on_progress)
-    rows = []
+    threads = threads or profile.threads
     failed = []
-    for i, (arch, content) in enumerate(models):
+    runnable = []
+    for arch, content in models:  # a model the runtime cannot prepare (XNNPACK may refuse one) is not counted
         try:
-            measured = time_tflite(content, threads=threads or profile.threads, runs=50, budget_s=1.0).median_ms
-        except RuntimeError as exc:  # the runtime cannot run it (e.g. XNNPACK fails to prepare): nothing to compare
-            failed.append((arch, str(exc).splitlines()[0]))
-            continue
+            make_interpreter(content, num_threads=threads).invoke()
+        except (RuntimeError, ValueError) as exc:
+            failed.append((arch, str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
+        else:
+            runnable.append((arch, content))
+
+    def step(done: int, total: int) -> None:
+        if on_progress is not None:
+            on_progress(done, total, f"timed {done}/{total} ({rounds} interleaved rounds)")
+
+    measured = time_tflites([c for _, c in runnable], threads=threads, rounds=rounds, runs=15 * rounds,
+                            budget_s=0.3 * rounds, on_progress=step)
+    rows = []
+    for (arch, content), m in zip(runnable, measured):
         t0 = time.perf_counter()
         pred = predict_latency_ms(content, lm)
-        rows.append(ValidationRow(arch, measured, pred.total_ms, pred.lut_hit_rate, time.perf_counter() - t0))
-        if on_progress is not None:
-            on_progress(i + 1, len(models), f"measured {i + 1}/{len(models)}")
+        rows.append(ValidationRow(arch, m.median_ms, pred.total_ms, pred.lut_hit_rate, time.perf_counter() - t0,
+                                  m.rounds_ms, m.busy))
     return Validation(tuple(rows), tuple(failed))
 
 

@@ -11,8 +11,8 @@ measured model, not an estimate.
 Budgets: `max_acc_drop` (percentage points below the float model's accuracy on
 labelled samples; top-1 agreement with the float model when there are no
 labels), `min_snr_db` (output SNR against the float model), `size_kb` (the
-.tflite may not grow past it). Latency budgets wait for device profiles of
-mixed int8 / float models (profiles are int8 today).
+.tflite may not grow past it), and `accept` (any other check of a candidate
+model, e.g. its predicted latency: `tfcompress.precision.auto`).
 """
 
 from __future__ import annotations
@@ -75,8 +75,12 @@ def choose_float_ops(
     report: SensitivityReport | None = None,
     bench: VariantBench | None = None,
     on_progress: Callable[[str], None] | None = None,
+    accept: Callable[[bytes], str | None] | None = None,
 ) -> PrecisionChoice:
-    """The greedy choice described in the module doc (at least one of the accuracy / SNR budgets is needed)."""
+    """The greedy choice described in the module doc (at least one of the accuracy / SNR budgets is needed).
+
+    `accept(tflite)` returns why a candidate model is refused (None: accepted).
+    """
     if max_acc_drop is None and min_snr_db is None:
         raise ValueError("give max_acc_drop (percentage points) and / or min_snr_db")
     say = on_progress or (lambda _m: None)
@@ -105,9 +109,11 @@ def choose_float_ops(
         tflite = b.build(trial)
         q = b.measure(trial)
         too_big = size_kb is not None and len(tflite) > size_kb * 1024
+        refused = accept(tflite) if accept is not None and not too_big else None
         better = q.snr_db > best.snr_db
-        kept = better and not too_big
-        why = "kept" if kept else ("over the size budget" if too_big else "did not help with the others float")
+        kept = better and not too_big and refused is None
+        why = "kept" if kept else ("over the size budget" if too_big else refused if refused is not None
+                                   else "did not help with the others float")
         say(f"{'+' if kept else '-'} {', '.join(op.layers) or op.tensor}: SNR {q.snr_db:.1f} dB ({why})")
         steps.append(ChoiceStep(op.tensor, op.layers, q, len(tflite), kept, why))
         if kept:

@@ -1,8 +1,10 @@
 """Per-op precision: int8, int16x8, int4 weights or float, chosen by rules, built by ai-edge-quantizer.
 
-A rule matches ops by a regex searched in the op's Keras layer name(s) and / or
-its TFLite op type; the first matching rule gives the op its precision, other
-ops get the default. The float32 .tflite from the converter goes through
+A rule matches ops by regexes (run by RE2) searched in the op's Keras layer
+name(s), their classes and / or its TFLite op type; the first matching rule
+gives the op its precision, other ops get the default. Ops are mapped to layers
+through tensor names (`export.op_layers`), and a layer's class is that of the
+Keras layer of that name: class rules need a Keras model. The float32 .tflite from the converter goes through
 ai-edge-quantizer (AEQ) with one per-op entry per op (its scope: the op's
 output tensor names), calibrated on the given samples:
 
@@ -25,12 +27,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Literal, Sequence
+from typing import Any, Mapping, Sequence
 
 from tfcompress.errors import ConversionError, TfcompressError
+from tfcompress.types import PRECISIONS, Precision, PrecisionRule
 
-Precision = Literal["int8", "int16x8", "int4", "int4w", "float"]
-PRECISIONS: tuple[str, ...] = ("int8", "int16x8", "int4", "int4w", "float")
+__all__ = ["PRECISIONS", "MixedModel", "OpPrecision", "Precision", "PrecisionRule", "check_class_rules",
+           "keras_layer_classes", "parse_rule", "plan_precision", "quantize_mixed", "quantize_source"]
 
 # precision -> (activation bits, weight bits, weight-only), and the op types AEQ does it for (None: any it knows)
 _AEQ: dict[str, tuple[int | None, int, bool, frozenset[str] | None]] = {
@@ -39,44 +42,38 @@ _AEQ: dict[str, tuple[int | None, int, bool, frozenset[str] | None]] = {
     "int4": (8, 4, False, frozenset({"CONV_2D", "FULLY_CONNECTED"})),
     "int4w": (None, 4, True, frozenset({"CONV_2D", "FULLY_CONNECTED", "BATCH_MATMUL", "EMBEDDING_LOOKUP"})),
 }
+INT4_OPS = _AEQ["int4"][3]
 _NEVER = frozenset({"QUANTIZE", "DEQUANTIZE"})
 
 
-@dataclass(frozen=True)
-class PrecisionRule:
-    """Ops whose layer name / op type match get `precision` (regexes, re.search; both given: both must match)."""
+def parse_rule(text: str) -> PrecisionRule:
+    """A `--precision` value: 'LAYER=PREC', 'class:CLASS=PREC', 'op:OP=PREC', 'op:OP@LAYER=PREC', ... as a rule."""
+    try:
+        return PrecisionRule.parse(text)
+    except ValueError as e:
+        reason = e.errors()[0]["msg"].removeprefix("Value error, ") if hasattr(e, "errors") else str(e)
+        raise TfcompressError(f"precision rule {text!r}: {reason}",
+                              f"e.g. --precision 'head=float', 'class:^Dense$=int4' or 'op:FULLY_CONNECTED=int4' "
+                              f"({', '.join(PRECISIONS)})") from None
 
-    precision: Precision
-    layer: str | None = None
-    op: str | None = None
 
-    def __post_init__(self) -> None:
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
-        if self.layer is None and self.op is None:
-            raise ValueError("a precision rule needs a layer and / or an op regex")
+def check_class_rules(rules: Sequence[PrecisionRule], has_classes: bool, what: str) -> None:
+    """TfcompressError naming the first class rule when `what` (a model, a file) has no Keras layer classes."""
+    if has_classes:
+        return
+    i, rule = next(((i, r) for i, r in enumerate(rules) if r.class_name is not None), (None, None))
+    if rule is not None:
+        raise TfcompressError(
+            f"precision rule {i + 1} ({rule.text()!r}) matches Keras layer classes, and {what} has none",
+            "convert the Keras model (.keras / .h5 / tf_keras SavedModel) it came from, or match layer names "
+            "('LAYER=P') or op types ('op:OP=P') instead")
 
-    def matches(self, op_type: str, layers: Sequence[str]) -> bool:
-        if self.op is not None and not re.search(self.op, op_type):
-            return False
-        return self.layer is None or any(re.search(self.layer, name) for name in layers)
 
-    @classmethod
-    def parse(cls, text: str) -> PrecisionRule:
-        """'REGEX=PRECISION' (layer name) or 'op:REGEX=PRECISION' (op type), as on the command line."""
-        pattern, sep, precision = text.rpartition("=")
-        if not sep or not pattern:
-            raise TfcompressError(f"precision rule {text!r} is not PATTERN=PRECISION",
-                                  f"e.g. --precision 'head=float' or --precision 'op:FULLY_CONNECTED=int4' "
-                                  f"({', '.join(PRECISIONS)})")
-        try:
-            if pattern.startswith("op:"):
-                re.compile(pattern[3:])
-                return cls(precision.strip(), op=pattern[3:])  # type: ignore[arg-type]
-            re.compile(pattern)
-            return cls(precision.strip(), layer=pattern)  # type: ignore[arg-type]
-        except (ValueError, re.error) as e:
-            raise TfcompressError(f"precision rule {text!r}: {e}", f"precisions: {', '.join(PRECISIONS)}") from None
+def keras_layer_classes(source: Any) -> dict[str, str] | None:
+    """Layer name -> Keras class name of a loaded model (`loading.load_source`); None for a plain SavedModel."""
+    from tfcompress.loading.source import walk_layers
+
+    return None if source.model is None else {ref.name: ref.class_name for ref in walk_layers(source.model)}
 
 
 @dataclass(frozen=True)
@@ -100,11 +97,18 @@ class MixedModel:
 
 
 def plan_precision(float_tflite: bytes, layer_names: Sequence[str], rules: Sequence[PrecisionRule],
-                   default: Precision = "int8") -> tuple[OpPrecision, ...]:
-    """Each op's precision (first matching rule, else `default`); an impossible choice is an error naming the op."""
+                   default: Precision = "int8", layer_classes: Mapping[str, str] | None = None
+                   ) -> tuple[OpPrecision, ...]:
+    """Each op's precision (first matching rule, else `default`); an impossible choice is an error naming the op.
+
+    `layer_classes`: layer name -> Keras class name, for class rules (None: the model has no Keras layers, and a
+    class rule is an error naming it).
+    """
     from tfcompress.export.op_layers import layer_names_for_ops
     from tfcompress.export.tflite_file import read_tflite
 
+    check_class_rules(rules, layer_classes is not None, "this model")
+    classes = dict(layer_classes or {})
     tfl = read_tflite(float_tflite)
     layers_by_op = layer_names_for_ops(tfl, None, list(layer_names))
     plan = []
@@ -112,7 +116,8 @@ def plan_precision(float_tflite: bytes, layer_names: Sequence[str], rules: Seque
         if op.op_type in _NEVER or not op.outputs:
             continue
         layers = tuple(layers_by_op.get(op.index, ()))
-        rule = next((i for i, r in enumerate(rules) if r.matches(op.op_type, layers)), None)
+        kinds = tuple(classes.get(name, "") for name in layers)
+        rule = next((i for i, r in enumerate(rules) if r.matches(op.op_type, layers, kinds)), None)
         precision = rules[rule].precision if rule is not None else default
         if precision != "float":
             supported = _AEQ[precision][3]
@@ -134,14 +139,27 @@ def quantize_mixed(model: Any, data: Any, rules: Sequence[PrecisionRule], *, def
                    calib_samples: int = 200, safe_mode: bool = True) -> MixedModel:
     """`model` quantized op by op following `rules` (see the module doc), calibrated on `data`."""
     from tfcompress import data as data_mod
-    from tfcompress.export.converter import convert_float32
     from tfcompress.loading import load_source
 
     source = load_source(model, safe_mode=safe_mode)
     samples = data_mod.load_samples(data, source.input_specs(), max_samples=calib_samples)
-    calib = samples.take(0, calib_samples)
-    float_tflite = convert_float32(source)
-    plan = plan_precision(float_tflite, source.layer_names(), rules, default)
+    return quantize_source(source, samples.take(0, calib_samples), rules, default=default)
+
+
+def quantize_source(source: Any, calib: Any, rules: Sequence[PrecisionRule], *, default: Precision = "int8",
+                    float_tflite: bytes | None = None) -> MixedModel:
+    """A loaded model (`loading.load_source`) quantized per `rules`, calibrated on `calib` (a `data.Samples`).
+
+    `float_tflite`: the model's float32 conversion when the caller already has it (it is reused).
+    """
+    from tfcompress.export.converter import convert_float32
+
+    if default not in ("int8", "int16x8"):
+        raise TfcompressError(f"the default precision must be int8 or int16x8, got {default!r}",
+                              "the ops no rule matches get it; give float / int4 ops with rules")
+    check_class_rules(rules, source.model is not None, f"the {source.format} model {source.name!r}")
+    float_tflite = float_tflite if float_tflite is not None else convert_float32(source)
+    plan = plan_precision(float_tflite, source.layer_names(), rules, default, keras_layer_classes(source))
     if {op.precision for op in plan} <= {"int8", "float"}:
         return MixedModel(_converter_quantize(source, plan, calib), plan)
     return MixedModel(_aeq_quantize(float_tflite, plan, calib), plan)

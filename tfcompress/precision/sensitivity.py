@@ -112,6 +112,7 @@ class VariantBench:
         self.source = load_source(model, safe_mode=safe_mode)
         loaded = data_mod.load_samples(data, self.source.input_specs(), max_samples=calib_samples + samples)
         calib, self.held, _ = data_mod.split(loaded, calib_samples, samples)
+        self.calib = calib
         say(f"calibrating on {len(calib)} samples")
         self.calibrated = calibrate(self.source, lambda: data_mod.representative_dataset(calib))
         tfl = read_tflite(self.calibrated)

@@ -273,6 +273,10 @@ class _Context:
         return self.params == "stage" and (loc == ("params",) or (len(loc) == 3 and loc[::2] == ("rules", "params")))
 
 
+# an unknown key: in a model, and in a pydantic dataclass (`types.PrecisionRule`)
+_EXTRA = ("extra_forbidden", "unexpected_keyword_argument")
+
+
 def _join(path: str, key: str | int) -> str:
     return f"{path}[{key}]" if isinstance(key, int) else (f"{path}.{key}" if path else key)
 
@@ -294,7 +298,7 @@ def _fail(ctx: _Context, node: Located, model: type[BaseModel], err: dict[str, A
     key = err["loc"][-1] if err["loc"] else None
     hint = next((d for d in map(lambda t: _description(t[2], defs), reversed(trail)) if d), "")
     in_params = any(ctx.is_params(loc[:k]) for k in range(len(loc) + 1))
-    if kind == "extra_forbidden" and len(trail) > 1:
+    if kind in _EXTRA and len(trail) > 1:
         owner, owner_path, owner_schema, owner_loc = trail[-2]
         valid = _properties(owner_schema, defs)
         if ctx.is_params(owner_loc):
@@ -366,7 +370,7 @@ def validate(model: type[BaseModel], node: Located, ctx: _Context, data: Any = N
         return model.model_validate_json(json.dumps(_json(node, ctx, ctx.path)), strict=True)
     except ValidationError as e:
         errors = e.errors(include_url=False)
-        _fail(ctx, node, model, min(errors, key=lambda x: x["type"] != "extra_forbidden"))
+        _fail(ctx, node, model, min(errors, key=lambda x: x["type"] not in _EXTRA))
 
 
 # ----------------------------------------------------------------- the recipe

@@ -5,6 +5,7 @@
     analyze_channels(model) -> ChannelAnalysis    channel dependency groups (residuals, SE, concat, ...)
     remove_channels(analysis, removed)            the model without those channels, weights sliced
     count_flops(model) -> FlopTable               params / MACs / FLOPs per layer and in total
+    change_resolution(model, r) -> model, change  rebuilt for inputs of side x r, weights carried
 
 Importing this package does not import TensorFlow.
 """
@@ -30,6 +31,9 @@ _EXPORTS: dict[str, str] = {
     "remove_channels": "tfcompress.surgery.channel_removal",
     "FlopTable": "tfcompress.surgery.flops",
     "count_flops": "tfcompress.surgery.flops",
+    "cost_change": "tfcompress.surgery.flops",
+    "ResolutionChange": "tfcompress.surgery.resolution",
+    "change_resolution": "tfcompress.surgery.resolution",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["FlopRow", "FlopTable", "count_flops"]
+__all__ = ["FlopRow", "FlopTable", "cost_change", "count_flops"]
 
 
 @dataclass(frozen=True)
@@ -160,3 +160,10 @@ def count_flops(model: Any) -> FlopTable:
                 prev.macs + int(macs), prev.flops + int(flops), prev.calls + 1,
             )
     return FlopTable(tuple(rows.values()))
+
+
+def cost_change(before: Any, after: Any) -> dict[str, int]:
+    """Params, MACs and FLOPs of two models (e.g. before and after a stage), for reports."""
+    a, b = count_flops(before), count_flops(after)
+    return {"params_before": a.params, "params_after": b.params, "macs_before": a.macs, "macs_after": b.macs,
+            "flops_before": a.flops, "flops_after": b.flops}

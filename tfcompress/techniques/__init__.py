@@ -32,6 +32,7 @@ _MODULES: dict[str, str] = {
     "share_weights": "tfcompress.techniques.sharing",
     "distill": "tfcompress.techniques.distill",
     "swap": "tfcompress.techniques.swap",
+    "scale": "tfcompress.techniques.scale",
 }
 
 

@@ -10,6 +10,7 @@ Every technique module ends with one declaration::
         strip=strip,                        # training-time wrappers off (default: identity)
         callbacks=callbacks,                # (params, ctx) -> Keras callbacks for fit (default: none)
         resolve=resolve,                    # (params, ctx) -> params with training-length defaults filled
+        details=details,                    # (before, after, params, rules) -> JSON-able dict for the report
         capabilities=frozenset({Capability.WRAPS_LAYERS}),
     )
 
@@ -75,6 +76,10 @@ def _keep(params: Any, ctx: StageContext) -> Any:
     return params
 
 
+def _no_details(before: Any, after: Any, params: Any, rules: tuple[LayerRule, ...]) -> dict[str, Any]:
+    return {}
+
+
 @dataclass(frozen=True)
 class Technique:
     """A registry entry: one compression technique.
@@ -88,6 +93,8 @@ class Technique:
         callbacks: (params, ctx) -> Keras callbacks the stage's fine-tuning needs (default: none).
         resolve: (params, ctx) -> params with defaults that depend on the training length filled in.
         unwrap: training model -> the model being compressed inside it (for a `TRAINING_WRAPPER`).
+        details: (model before apply, model after the stage, params, rules) -> a JSON-able dict the compress
+            report keeps for the stage (`StageReport.details`: e.g. what a swap did; default: none).
         capabilities: what the technique does and needs.
         trains: whether the stage usually fine-tunes (docs, `tfcompress recipes`).
     """
@@ -100,6 +107,7 @@ class Technique:
     callbacks: Callable[[Any, StageContext], list[Any]] = _no_callbacks
     resolve: Callable[[Any, StageContext], Any] = _keep
     unwrap: Callable[[Any], Any] = _identity
+    details: Callable[[Any, Any, Any, tuple[LayerRule, ...]], dict[str, Any]] = _no_details
     capabilities: frozenset[Capability] = field(default_factory=frozenset)
     trains: bool = True
 

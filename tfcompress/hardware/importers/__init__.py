@@ -117,7 +117,8 @@ def to_profile(imported: Imported, base: DeviceProfile | None = None, command: s
             threads=imported.threads if imported.threads is not None else 1,
             overhead_ms=imported.overhead_ms or 0.0,
             provenance=Provenance(command=command, measured_at=imported.measured_at, host=imported.host,
-                                  method=method, load_average=imported.load_average),
+                                  method=method, load_average=imported.load_average,
+                                  busy_items=imported.busy_items),
             entries=imported.entries,
             observations=imported.observations,
         )), where)

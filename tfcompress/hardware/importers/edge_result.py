@@ -37,7 +37,11 @@ class KernelDoc(Closed):
     ms: Ms  # overhead subtracted
     raw_ms: Ms | None = None
     runs: Count = 0
-    spread_ms: Ms = 0.0
+    spread_ms: Ms = 0.0  # range of the round medians (or the MAD of a result timed in one round)
+    mad_ms: Ms | None = None
+    rounds_ms: Annotated[tuple[Ms, ...], Field(max_length=1000)] = ()
+    busy: bool = False
+    other_cores: Annotated[Number, Field(ge=0)] | None = None
     output_sha256: Str | None = None
 
 
@@ -62,8 +66,19 @@ class _ModelDoc(Closed):
     ms: Ms  # the whole invoke, overhead included
     runs: Count = 0
     spread_ms: Ms = 0.0
+    mad_ms: Ms | None = None
+    rounds_ms: Annotated[tuple[Ms, ...], Field(max_length=1000)] = ()
+    busy: bool = False
+    other_cores: Annotated[Number, Field(ge=0)] | None = None
     output_sha256: Str | None = None
     kernels: tuple[KeyDoc, ...]
+
+
+class _ProtocolDoc(Closed):
+    rounds: Count = 1
+    cpus: tuple[Count, ...] | None = None
+    busy_cores: Annotated[Number, Field(ge=0)] | None = None
+    busy_steal: Annotated[Number, Field(ge=0)] | None = None
 
 
 class _FailedDoc(Closed):
@@ -81,6 +96,8 @@ class EdgeResultDoc(RunDoc):
     python: Str | None = None
     command: Str | None = None
     load_average: Annotated[Number, Field(ge=0)] | None = None
+    protocol: _ProtocolDoc | None = None
+    busy_items: Count = 0
     models: tuple[_ModelDoc, ...] = ()
     failed: tuple[_FailedDoc, ...] = ()
 
@@ -102,6 +119,9 @@ def _parse(source: MeasurementFile, models: list[TfliteFile], device: str | None
     entries = kernel_entries(doc, source, warnings)
     for f in doc.failed:
         warnings.append(f"{source.path}: kernel {f.digest or f.sha256} failed on the device: {f.error}")
+    if doc.busy_items:
+        warnings.append(f"{source.path}: the device was busy (other processes using the CPU) while "
+                        f"{doc.busy_items} kernel(s) or model(s) were timed: measure again on an idle device")
     if models:
         warnings.append(f"{source.path}: an edge result does not use the models passed "
                         f"({', '.join(m.name for m in models)})")
@@ -117,8 +137,9 @@ def _parse(source: MeasurementFile, models: list[TfliteFile], device: str | None
         host=" ".join(v for v in (doc.machine, doc.platform) if v is not None),
         load_average=doc.load_average,
         method=(f"edge bundle {bundle[:12]} timed on the device by edge_profile.py: one-op int8 models, seeded "
-                "random int8 inputs, median of the timed invokes after 3-MAD rejection, empty-model overhead "
-                f"subtracted{failed}"),
+                f"random int8 inputs, {doc.protocol.rounds if doc.protocol else 1} interleaved round(s), median of "
+                f"round medians after 3-MAD rejection, empty-model overhead subtracted{failed}"),
+        busy_items=doc.busy_items,
         **doc.run_fields(source),
     )
 

@@ -45,6 +45,7 @@ class Imported:
     host: str = ""  # what the file says about the machine (model, SoC, platform)
     load_average: float | None = None
     method: str = ""  # how the file's numbers were measured, when it says
+    busy_items: int = 0  # kernels / models timed while the device was busy
 
 
 class MeasurementFile:

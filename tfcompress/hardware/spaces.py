@@ -1,0 +1,264 @@
+"""Model families to build latency LUTs from and to check predictions on (random weights, seeded, int8).
+
+    arch = random_arch(rng)                  # MobileNetV2/V3 / EfficientNet-like (MBConv) architecture
+    space_models(40)                         # the default LUT space: 40 of them, 10 ResNet-style, 10 plain
+                                             # 3x3-conv models and FMNIST-CNN, as int8 .tflite
+    family_models(10, seed=2)                # held-out ResNet-style and plain-conv models (other draws)
+    application_models()                     # outside the space: stock keras.applications, small resolutions
+
+Every model is seeded (architecture and weights), so the same call gives the same .tflite bytes on every run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from tfcompress.export.converter import convert_int8_random as convert_int8
+
+__all__ = ["Block", "Arch", "random_arch", "build_arch", "arch_tflites", "space_models", "LUT_SEED",
+           "VALIDATION_SEED", "OUTSIDE_SEED", "APPLICATIONS", "family_models", "heavy_models",
+           "application_models"]
+
+LUT_SEED = 100
+"""Seed of the random architectures a LUT is built from (`tfcompress profile` without models)."""
+VALIDATION_SEED = 1
+"""Seed of the held-out architectures `validate` draws: none of them is a LUT-building one."""
+OUTSIDE_SEED = 2
+"""Seed of the held-out ResNet-style and plain-convolution models (the LUT's own draw from LUT_SEED)."""
+
+Progress = Callable[[int, int, str], None]
+
+RESOLUTIONS = (96, 128, 160)
+WIDTHS = (8, 16, 24, 32, 40, 48, 64, 80, 96)
+
+
+@dataclass(frozen=True)
+class Block:
+    """One inverted-residual (MBConv) block."""
+
+    out: int
+    kernel: int
+    stride: int
+    expand: int
+    se: bool
+
+
+@dataclass(frozen=True)
+class Arch:
+    resolution: int
+    stem: int
+    blocks: tuple[Block, ...]
+    activation: str  # "relu6" | "hswish"
+    classes: int = 10
+
+
+def random_arch(rng: np.random.Generator, max_blocks: int = 7) -> Arch:
+    """A random MobileNetV2/V3 / EfficientNet-like architecture."""
+    n = int(rng.integers(3, max_blocks + 1))
+    widths = sorted(int(w) for w in rng.choice(WIDTHS, size=n))
+    strides_left = int(rng.integers(2, 4))
+    blocks = []
+    for w in widths:
+        stride = 2 if strides_left and rng.random() < 0.5 else 1
+        strides_left -= stride == 2
+        blocks.append(Block(w, int(rng.choice((3, 5))), stride, int(rng.choice((1, 3, 4, 6))), bool(rng.random() < 0.5)))
+    return Arch(int(rng.choice(RESOLUTIONS)), int(rng.choice((8, 16, 24))), tuple(blocks),
+                str(rng.choice(("relu6", "hswish"))))
+
+
+def build_arch(arch: Arch) -> Any:
+    """The tf_keras model of `arch` (random weights)."""
+    from tfcompress.keras_compat import tf, tf_keras
+
+    L = tf_keras.layers
+
+    def act(y: Any) -> Any:
+        if arch.activation == "relu6":
+            return L.ReLU(6.0)(y)
+        return L.Lambda(lambda t: t * tf.nn.relu6(t + 3.0) / 6.0)(y)
+
+    x = tf_keras.Input((arch.resolution, arch.resolution, 3), batch_size=1)
+    y = act(L.BatchNormalization()(L.Conv2D(arch.stem, 3, strides=2, padding="same", use_bias=False)(x)))
+    cin = arch.stem
+    for b in arch.blocks:
+        inp = y
+        if b.expand > 1:
+            y = act(L.BatchNormalization()(L.Conv2D(cin * b.expand, 1, use_bias=False)(y)))
+        y = act(L.BatchNormalization()(L.DepthwiseConv2D(b.kernel, strides=b.stride, padding="same",
+                                                         use_bias=False)(y)))
+        if b.se:
+            mid = max(cin * b.expand // 4, 8)
+            s = L.GlobalAveragePooling2D(keepdims=True)(y)
+            s = L.Conv2D(mid, 1, activation="relu")(s)
+            s = L.Conv2D(cin * b.expand, 1, activation="sigmoid")(s)
+            y = L.Multiply()([y, s])
+        y = L.BatchNormalization()(L.Conv2D(b.out, 1, use_bias=False)(y))
+        if b.stride == 1 and b.out == cin:
+            y = L.Add()([y, inp])
+        cin = b.out
+    y = L.GlobalAveragePooling2D()(y)
+    y = L.Dense(arch.classes)(y)
+    return tf_keras.Model(x, y)
+
+
+def arch_tflites(n: int, seed: int, on_progress: Progress | None = None) -> list[tuple[Arch, bytes]]:
+    """`n` random architectures from `seed`, converted to int8."""
+    from tfcompress.keras_compat import tf_keras
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        arch = random_arch(rng)
+        tf_keras.utils.set_random_seed(seed * 10_000 + i)  # weights too: the same .tflite every time
+        out.append((arch, convert_int8(build_arch(arch))))
+        if on_progress is not None:
+            on_progress(i + 1, n, f"converted architecture {i + 1}/{n}")
+    return out
+
+
+def space_models(n: int = 20, seed: int = LUT_SEED, on_progress: Progress | None = None,
+                 families: bool = True) -> list[bytes]:
+    """The default LUT space as int8 .tflite: `n` random MBConv architectures, `n // 4` ResNet-style and `n // 4`
+    plain 3x3-convolution models and `n // 10` weight-heavy ones (`families`), and the reference FMNIST-CNN.
+
+    The two extra families put full 3x3 convolutions of every width into the LUT: without them, the only 3x3
+    CONV_2D kernels measured were MBConv stems (3 input channels), a poor guide to a 64-channel convolution.
+    The heavy models (2-40 MB of weights) let the calibration see weights that do not stay in cache.
+    """
+    from tfcompress.models import fmnist_cnn
+
+    out = [c for _, c in arch_tflites(n, seed, on_progress)]
+    if families and n >= 4:
+        out += [c for _, c in family_models(n // 4, seed=seed)]
+        out += [c for _, c in heavy_models(max(n // 10, 1), seed=seed)]
+    return out + [convert_int8(fmnist_cnn("tf_keras"))]
+
+
+def _resnet_style(rng: np.random.Generator, tf_keras: Any) -> tuple[str, Any]:
+    """A ResNet-style model: 3x3 stem, stages of basic blocks (two 3x3 convolutions + shortcut)."""
+    L = tf_keras.layers
+    res, w = int(rng.choice((32, 64, 96))), int(rng.choice((16, 24, 32, 48)))
+    x = tf_keras.Input((res, res, 3), batch_size=1)
+    y = L.ReLU()(L.BatchNormalization()(L.Conv2D(w, 3, padding="same", use_bias=False)(x)))
+    stages = int(rng.integers(2, 4))
+    for s in range(stages):
+        for b in range(int(rng.integers(1, 3))):
+            down = b == 0 and s > 0
+            wo, stride = (w * 2, 2) if down else (w, 1)
+            shortcut = L.Conv2D(wo, 1, strides=stride)(y) if down else y
+            z = L.ReLU()(L.BatchNormalization()(L.Conv2D(wo, 3, strides=stride, padding="same", use_bias=False)(y)))
+            z = L.BatchNormalization()(L.Conv2D(wo, 3, padding="same", use_bias=False)(z))
+            y = L.ReLU()(L.Add()([z, shortcut]))
+            w = wo
+    y = L.Dense(10)(L.GlobalAveragePooling2D()(y))
+    return f"resnet-style {res}px {stages} stages", tf_keras.Model(x, y)
+
+
+def _plain_conv(rng: np.random.Generator, tf_keras: Any) -> tuple[str, Any]:
+    """A VGG-like model: 3x3 convolutions + max pooling, flatten, two Dense layers."""
+    L = tf_keras.layers
+    res, w = int(rng.choice((28, 32, 64, 96))), int(rng.choice((8, 16, 32)))
+    x = tf_keras.Input((res, res, 1 if res == 28 else 3), batch_size=1)
+    y = x
+    stages = int(rng.integers(2, 5))
+    for _ in range(stages):
+        y = L.Conv2D(w, 3, padding="same", activation="relu")(y)
+        if rng.random() < 0.5:
+            y = L.Conv2D(w, 3, padding="same", activation="relu")(y)
+        y = L.MaxPooling2D()(y)
+        w = min(w * 2, 128)
+    y = L.Dense(10)(L.Dense(64, activation="relu")(L.Flatten()(y)))
+    return f"plain-conv {res}px {stages} stages", tf_keras.Model(x, y)
+
+
+APPLICATIONS: tuple[tuple[str, str, dict[str, Any]], ...] = (
+    ("MobileNet a0.25 96px", "MobileNet", {"input_shape": (96, 96, 3), "alpha": 0.25}),
+    ("MobileNet a0.5 128px", "MobileNet", {"input_shape": (128, 128, 3), "alpha": 0.5}),
+    ("MobileNet a0.75 160px", "MobileNet", {"input_shape": (160, 160, 3), "alpha": 0.75}),
+    ("MobileNet a1.0 96px", "MobileNet", {"input_shape": (96, 96, 3), "alpha": 1.0}),
+    ("MobileNetV2 a0.35 96px", "MobileNetV2", {"input_shape": (96, 96, 3), "alpha": 0.35}),
+    ("MobileNetV2 a0.5 128px", "MobileNetV2", {"input_shape": (128, 128, 3), "alpha": 0.5}),
+    ("MobileNetV2 a0.75 96px", "MobileNetV2", {"input_shape": (96, 96, 3), "alpha": 0.75}),
+    ("MobileNetV2 a1.0 128px", "MobileNetV2", {"input_shape": (128, 128, 3), "alpha": 1.0}),
+    ("MobileNetV3Small 96px", "MobileNetV3Small", {"input_shape": (96, 96, 3), "include_preprocessing": False}),
+    ("MobileNetV3Small min 128px", "MobileNetV3Small",
+     {"input_shape": (128, 128, 3), "minimalistic": True, "include_preprocessing": False}),
+    ("MobileNetV3Small a0.75 128px", "MobileNetV3Small",
+     {"input_shape": (128, 128, 3), "alpha": 0.75, "include_preprocessing": False}),
+    ("MobileNetV3Large a0.75 96px", "MobileNetV3Large",
+     {"input_shape": (96, 96, 3), "alpha": 0.75, "include_preprocessing": False}),
+    ("MobileNetV3Large min 128px", "MobileNetV3Large",
+     {"input_shape": (128, 128, 3), "minimalistic": True, "include_preprocessing": False}),
+    ("EfficientNetB0 96px", "EfficientNetB0", {"input_shape": (96, 96, 3)}),
+    ("EfficientNetB1 96px", "EfficientNetB1", {"input_shape": (96, 96, 3)}),
+    ("ResNet50 64px", "ResNet50", {"input_shape": (64, 64, 3)}),
+    ("ResNet50V2 96px", "ResNet50V2", {"input_shape": (96, 96, 3)}),
+    ("DenseNet121 64px", "DenseNet121", {"input_shape": (64, 64, 3)}),
+    ("NASNetMobile 96px", "NASNetMobile", {"input_shape": (96, 96, 3)}),
+    ("VGG16 64px", "VGG16", {"input_shape": (64, 64, 3)}),
+    ("InceptionV3 96px", "InceptionV3", {"input_shape": (96, 96, 3)}),
+    ("Xception 96px", "Xception", {"input_shape": (96, 96, 3)}),
+)
+"""Stock keras.applications (random weights: nothing downloads) at small resolutions: (name, class, kwargs)."""
+
+
+def _heavy(rng: np.random.Generator, tf_keras: Any) -> tuple[str, Any]:
+    """A weight-heavy model: wide 3x3 / 1x1 convolutions at low resolution and a wide Dense head (MBs of weights)."""
+    L = tf_keras.layers
+    res = int(rng.choice((16, 32)))
+    x = tf_keras.Input((res, res, 3), batch_size=1)
+    y = L.Conv2D(int(rng.choice((32, 64))), 3, strides=2, padding="same", activation="relu")(x)
+    for _ in range(int(rng.integers(2, 4))):
+        y = L.Conv2D(int(rng.choice((256, 512, 768))), int(rng.choice((1, 3))), padding="same",
+                     activation="relu")(y)
+    y = L.GlobalAveragePooling2D()(y)
+    for _ in range(int(rng.integers(1, 3))):
+        y = L.Dense(int(rng.choice((1024, 2048, 4096))), activation="relu")(y)
+    y = L.Dense(int(rng.choice((10, 1000))))(y)
+    return f"heavy {res}px", tf_keras.Model(x, y)
+
+
+def heavy_models(n: int, seed: int = OUTSIDE_SEED) -> list[tuple[str, bytes]]:
+    """(name, int8 .tflite) of `n` weight-heavy models (`_heavy`)."""
+    from tfcompress.keras_compat import tf_keras
+
+    rng = np.random.default_rng(seed + 7)
+    out = []
+    for i in range(n):
+        tf_keras.utils.set_random_seed(seed * 10_000 + 5_000 + i)
+        name, model = _heavy(rng, tf_keras)
+        out.append((f"{name} #{i}", convert_int8(model)))
+    return out
+
+
+def family_models(n: int, seed: int = OUTSIDE_SEED, on_progress: Progress | None = None) -> list[tuple[str, bytes]]:
+    """(name, int8 .tflite) of `n` ResNet-style and `n` plain-convolution models, alternating."""
+    from tfcompress.keras_compat import tf_keras
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(2 * n):
+        tf_keras.utils.set_random_seed(seed * 10_000 + i)
+        name, model = (_resnet_style, _plain_conv)[i % 2](rng, tf_keras)
+        out.append((f"{name} #{i}", convert_int8(model)))
+        if on_progress is not None:
+            on_progress(i + 1, 2 * n, f"converted {name}")
+    return out
+
+
+def application_models(on_progress: Progress | None = None) -> list[tuple[str, bytes]]:
+    """(name, int8 .tflite) of every entry of APPLICATIONS (random weights, seeded)."""
+    from tfcompress.keras_compat import tf_keras
+
+    out = []
+    for i, (name, cls, kwargs) in enumerate(APPLICATIONS):
+        tf_keras.utils.set_random_seed(i)
+        inner = getattr(tf_keras.applications, cls)(weights=None, **kwargs)
+        x = tf_keras.Input(kwargs["input_shape"], batch_size=1)
+        out.append((name, convert_int8(tf_keras.Model(x, inner(x)))))
+        if on_progress is not None:
+            on_progress(i + 1, len(APPLICATIONS), f"converted {name}")
+    return out
