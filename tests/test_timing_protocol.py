@@ -288,7 +288,6 @@ def _profile_with(ms_values):
 
 def _fake_timing(ratio, busy=False):
     """time_tflites stand-in: the overhead model takes 1 us, each kernel `ratio` x its profile value (+ overhead)."""
-    from tfcompress.hardware import check
     from tfcompress.hardware.measure import Timing
 
     def fake(contents, **kw):
@@ -409,9 +408,39 @@ def test_space_includes_the_convolution_families_and_stems_get_their_own_group()
     assert [[u.key for u in kernels_of(c)] for _, c in again] == [[u.key for u in kernels_of(c)] for _, c in fams]
     convs = [u.key for _, c in fams for u in kernels_of(c) if u.key.op == "CONV_2D" and u.key.kernel == (3, 3)]
     assert any(k.cin >= 8 for k in convs)  # full 3x3 convolutions, not only stems
-    assert len(space_models(4)) == 4 + 2 + 1
+    assert len(space_models(4)) == 4 + 2 + 1 + 1  # MBConv, ResNet-style + plain, weight-heavy, FMNIST-CNN
     stem = KernelKey(op="CONV_2D", dtype="int8", in_shape=(1, 32, 32, 3), out_shape=(1, 32, 32, 16), cin=3, cout=16,
                      kernel=(3, 3), stride=(1, 1), padding="SAME")
     body = KernelKey(op="CONV_2D", dtype="int8", in_shape=(1, 32, 32, 16), out_shape=(1, 32, 32, 16), cin=16,
                      cout=16, kernel=(3, 3), stride=(1, 1), padding="SAME")
     assert spec_of(stem).groups(stem)[0] == "CONV_2D/k3/stem" and spec_of(body).groups(body)[0] == "CONV_2D/k3"
+
+
+def test_check_output_writes_the_profile_rescaled_by_the_measured_ratio(monkeypatch, tmp_path):
+    from click.testing import CliRunner
+
+    from tfcompress.cli import main
+    from tfcompress.hardware import check
+    from tfcompress.hardware.kernels import KernelUse
+    from tfcompress.hardware.predict import LatencyModel
+    from tfcompress.hardware.profile import load_profile, save_profile
+
+    prof = _profile_with([0.01 * i for i in range(1, 30)])
+    save_profile(prof, tmp_path / "p.json")
+    by_key = {e.key: e.ms for e in prof.entries}
+    monkeypatch.setattr(check, "kernel_tflite", lambda key: str(by_key[key]).encode())
+    monkeypatch.setattr(check, "overhead_model_bytes", lambda: b"overhead")
+    monkeypatch.setattr(check, "time_tflites", _fake_timing(lambda ms: 0.8))  # this machine: 20% faster
+    res = CliRunner().invoke(main, ["profile", "--check", "--profile", str(tmp_path / "p.json"),
+                                    "-o", str(tmp_path / "r.json")])
+    assert res.exit_code == 1 and "rescaled x0.800" in res.output, res.output
+    again = load_profile(tmp_path / "r.json")
+    assert [e.ms for e in again.entries] == pytest.approx([0.8 * e.ms for e in prof.entries])
+    assert "rescaled x0.8000" in again.provenance.method
+    uses = [KernelUse(i, e.key, ()) for i, e in enumerate(prof.entries[:5])]
+    before, after = LatencyModel(prof).predict(uses), LatencyModel(again).predict(uses)
+    assert after.total_ms - after.overhead_ms == pytest.approx(0.8 * (before.total_ms - before.overhead_ms))
+    monkeypatch.setattr(check, "time_tflites", _fake_timing(lambda ms: 1.0, busy=True))
+    res = CliRunner().invoke(main, ["profile", "--check", "--profile", str(tmp_path / "p.json"),
+                                    "-o", str(tmp_path / "busy.json")])
+    assert res.exit_code == 3 and not (tmp_path / "busy.json").exists()

@@ -27,7 +27,7 @@ from tfcompress.cli.app import main, make_console, user_errors
 @click.option("--validate", "validate_n", default=None, type=click.IntRange(min=1), help="Measure and predict N random held-out architectures on this machine; print the error distribution.")
 @click.option("--profile", "profile_name", default="host", show_default=True, help="With --validate: the profile to check (shipped name or JSON).")
 @click.option("--png", default="latency_validation.png", show_default=True, type=click.Path(path_type=str), help="With --validate: where to write the predicted-vs-measured scatter.")
-@click.option("--check", "check", is_flag=True, help="Time 20 of the --profile's kernels here (about 30 s) and say whether it fits this machine or should be rebuilt (exit 1).")
+@click.option("--check", "check", is_flag=True, help="Time 20 of the --profile's kernels here (about 30 s) and say whether it fits this machine or should be rebuilt (exit 1). With -o: also write the profile rescaled by the measured ratio.")
 @click.option("--list", "list_profiles", is_flag=True, help="List the shipped device profiles.")
 @user_errors
 def profile(models: tuple[str, ...], output: str | None, device: str | None, space: int, cache_dir: str, threads: int,
@@ -68,7 +68,7 @@ def profile(models: tuple[str, ...], output: str | None, device: str | None, spa
     if validate_n is not None:
         return _validate_profile(validate_n, profile_name, png)
     if check:
-        return _check_profile(profile_name)
+        return _check_profile(profile_name, output)
     console = make_console(stderr=True)
     sources: list[Any] = list(models)
     with _bar(console) as bar:
@@ -189,11 +189,11 @@ def _validate_profile(n: int, profile_name: str, png: str) -> None:
     console.print(f"scatter: {path}")
 
 
-def _check_profile(profile_name: str) -> None:
+def _check_profile(profile_name: str, output: str | None) -> None:
     from rich.table import Table
 
-    from tfcompress.hardware.check import FIT_MEDIAN, FIT_SHARE, check_profile
-    from tfcompress.hardware.profile import resolve_profile
+    from tfcompress.hardware.check import FIT_MEDIAN, FIT_SHARE, check_profile, rescaled
+    from tfcompress.hardware.profile import resolve_profile, save_profile
 
     prof = resolve_profile(profile_name)
     with _bar(make_console(stderr=True)) as bar:
@@ -211,13 +211,17 @@ def _check_profile(profile_name: str) -> None:
                   f"{len(c.kernels)} kernels", soft_wrap=True)
     if c.busy:
         console.print("[yellow]no verdict:[/] the machine was busy (other processes using the CPU) while timing; "
-                      "run the check again when it is idle")
+                      "run the check again when it is idle" + (f" ({output} not written)" if output else ""))
         sys.exit(3)
+    if output is not None:
+        save_profile(rescaled(prof, c), output)
+        console.print(f"{output}: profile '{prof.device}' rescaled x{c.median_ratio:.3f} to this machine")
     if c.fits:
         console.print(f"[green]fits[/]: profile '{prof.device}' predicts this machine (median within "
                       f"±{FIT_MEDIAN:.0%}, >= {FIT_SHARE:.0%} of kernels within ±10%)")
         return
     console.print(f"[red]does not fit[/]: predictions with profile '{prof.device}' would be off by about "
                   f"{c.median_ratio - 1:+.0%}; build one here: tfcompress profile -o host.json  (then --device "
-                  "host.json)", soft_wrap=True)
+                  "host.json), or for a quick fix rescale it: tfcompress profile --check -o rescaled.json",
+                  soft_wrap=True)
     sys.exit(1)

@@ -22,7 +22,8 @@ from tfcompress.hardware.measure import kernel_tflite, overhead_model_bytes, tim
 from tfcompress.hardware.ops import MEASURABLE_OPS
 from tfcompress.hardware.profile import DeviceProfile, LutEntry
 
-__all__ = ["FIT_MEDIAN", "FIT_SHARE", "MIN_MS", "KernelCheck", "ProfileCheck", "pick_kernels", "check_profile"]
+__all__ = ["FIT_MEDIAN", "FIT_SHARE", "MIN_MS", "KernelCheck", "ProfileCheck", "pick_kernels", "check_profile",
+           "rescaled"]
 
 FIT_MEDIAN = 0.05
 FIT_SHARE = 0.8
@@ -96,3 +97,30 @@ def check_profile(
     checks = tuple(KernelCheck(e.key, e.ms, max(t.median_ms - overhead, 0.0), t.spread_ms)
                    for e, t in zip(picked, timings[1:]))
     return ProfileCheck(profile.device, checks, profile.overhead_ms, overhead, any(t.busy for t in timings))
+
+
+def rescaled(profile: DeviceProfile, check: ProfileCheck) -> DeviceProfile:
+    """`profile` with every kernel, the overhead and the calibration's per-op / per-MB costs times the check's
+    median ratio: for a machine that runs uniformly faster or slower (clock, a busier host) than the one measured.
+
+    Raises:
+        TfcompressError: the check was busy or timed no kernel (nothing to scale by).
+    """
+    from dataclasses import replace
+
+    from tfcompress.errors import TfcompressError
+
+    if check.busy or not check.kernels:
+        raise TfcompressError("the check was timed on a busy machine: nothing to rescale by",
+                              "run `tfcompress profile --check` again when the machine is idle")
+    r = check.median_ratio
+    cal = profile.calibration
+    return replace(
+        profile,
+        entries=tuple(replace(e, ms=e.ms * r, spread_ms=e.spread_ms * r) for e in profile.entries),
+        overhead_ms=check.measured_overhead_ms,
+        calibration=replace(cal, per_op_ms=cal.per_op_ms * r, per_weight_mb_ms=cal.per_weight_mb_ms * r),
+        observations=tuple(replace(o, measured_ms=o.measured_ms * r) for o in profile.observations),
+        provenance=replace(profile.provenance, method=f"{profile.provenance.method}; rescaled x{r:.4f} by "
+                                                      f"`tfcompress profile --check` on {len(check.kernels)} kernels"),
+    )

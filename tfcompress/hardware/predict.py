@@ -25,6 +25,7 @@ int8 first (and its layer names are mapped onto the rows).
 
 from __future__ import annotations
 
+import math
 import os
 from collections import defaultdict
 from collections.abc import Sequence
@@ -151,12 +152,15 @@ MAX_CORRECTION = 4.0
 
 
 def _coords(key: KernelKey) -> np.ndarray:
-    """Where a convolution sits in shape space: log2 of output positions, input and output channels; stride."""
+    """Where a convolution sits in shape space: log2 of output positions, input and output channels; stride.
+
+    `math.log2` takes integers of any size: a profile may hold absurd (but valid) shapes.
+    """
     positions = 1
     for d in key.out_shape[1:-1]:
         positions *= max(int(d), 1)
-    return np.array([np.log2(max(positions, 1)), np.log2(max(key.cin, 1)), np.log2(max(key.cout, 1)),
-                     float(key.stride[0] if key.stride else 1)])
+    return np.array([math.log2(positions), math.log2(max(key.cin, 1)), math.log2(max(key.cout, 1)),
+                     float(min(key.stride[0], 2**53)) if key.stride else 1.0])
 
 
 class LatencyModel:
