@@ -286,6 +286,15 @@ def _profile_with(ms_values):
     return DeviceProfile(device="elsewhere", runtime="ai-edge-litert 2.3.0", overhead_ms=0.001, entries=entries)
 
 
+def _fake_one_op_models(monkeypatch, prof):
+    """check's one-op models stand-in: a kernel's "model" is its profile value as text (read by `_fake_timing`)."""
+    from tfcompress.hardware import check
+
+    by_key = {e.key: e.ms for e in prof.entries}
+    monkeypatch.setattr(check, "kernel_tflite", lambda key: str(by_key[key]).encode())
+    monkeypatch.setattr(check, "overhead_model_bytes", lambda: b"overhead")
+
+
 def _fake_timing(ratio, busy=False):
     """time_tflites stand-in: the overhead model takes 1 us, each kernel `ratio` x its profile value (+ overhead)."""
     from tfcompress.hardware.measure import Timing
@@ -306,9 +315,7 @@ def test_check_profile_verdict(monkeypatch, ratio, fits):
     from tfcompress.hardware import check
 
     prof = _profile_with([0.001, 0.005] + [0.01 * i for i in range(1, 40)])
-    by_key = {e.key: e.ms for e in prof.entries}
-    monkeypatch.setattr(check, "kernel_tflite", lambda key: str(by_key[key]).encode())
-    monkeypatch.setattr(check, "overhead_model_bytes", lambda: b"overhead")
+    _fake_one_op_models(monkeypatch, prof)
     monkeypatch.setattr(check, "time_tflites", _fake_timing(ratio))
     c = check.check_profile(prof, n=20)
     assert len(c.kernels) == 20 and all(k.profile_ms >= check.MIN_MS for k in c.kernels)  # tiny ones left out
@@ -320,9 +327,7 @@ def test_check_profile_gives_no_verdict_when_busy(monkeypatch):
     from tfcompress.hardware import check
 
     prof = _profile_with([0.01 * i for i in range(1, 30)])
-    by_key = {e.key: e.ms for e in prof.entries}
-    monkeypatch.setattr(check, "kernel_tflite", lambda key: str(by_key[key]).encode())
-    monkeypatch.setattr(check, "overhead_model_bytes", lambda: b"overhead")
+    _fake_one_op_models(monkeypatch, prof)
     monkeypatch.setattr(check, "time_tflites", _fake_timing(lambda ms: 1.0, busy=True))
     c = check.check_profile(prof)
     assert c.busy and not c.fits
@@ -345,9 +350,7 @@ def test_cli_check_exit_codes(monkeypatch, tmp_path):
 
     prof = _profile_with([0.01 * i for i in range(1, 30)])
     save_profile(prof, tmp_path / "p.json")
-    by_key = {e.key: e.ms for e in prof.entries}
-    monkeypatch.setattr(check, "kernel_tflite", lambda key: str(by_key[key]).encode())
-    monkeypatch.setattr(check, "overhead_model_bytes", lambda: b"overhead")
+    _fake_one_op_models(monkeypatch, prof)
     for ratio, busy, code, word in ((1.0, False, 0, "fits"), (1.5, False, 1, "does not fit"),
                                     (1.0, True, 3, "busy")):
         monkeypatch.setattr(check, "time_tflites", _fake_timing(lambda ms, r=ratio: r, busy=busy))
@@ -378,13 +381,13 @@ def test_validate_times_models_under_the_protocol(monkeypatch, small_tflite):
     from tfcompress.hardware.lut import build_profile
 
     seen = {}
-    real = val.time_tflites
+    real = val.time_interpreters
 
-    def spy(contents, **kw):
+    def spy(interpreters, **kw):
         seen.update(kw)
-        return real(contents, **kw)
+        return real(interpreters, **kw)
 
-    monkeypatch.setattr(val, "time_tflites", spy)
+    monkeypatch.setattr(val, "time_interpreters", spy)
     import tempfile
 
     with tempfile.TemporaryDirectory() as d:
@@ -427,9 +430,7 @@ def test_check_output_writes_the_profile_rescaled_by_the_measured_ratio(monkeypa
 
     prof = _profile_with([0.01 * i for i in range(1, 30)])
     save_profile(prof, tmp_path / "p.json")
-    by_key = {e.key: e.ms for e in prof.entries}
-    monkeypatch.setattr(check, "kernel_tflite", lambda key: str(by_key[key]).encode())
-    monkeypatch.setattr(check, "overhead_model_bytes", lambda: b"overhead")
+    _fake_one_op_models(monkeypatch, prof)
     monkeypatch.setattr(check, "time_tflites", _fake_timing(lambda ms: 0.8))  # this machine: 20% faster
     res = CliRunner().invoke(main, ["profile", "--check", "--profile", str(tmp_path / "p.json"),
                                     "-o", str(tmp_path / "r.json")])

@@ -544,13 +544,15 @@ def run_bundle(
     Raises:
         EdgeError: bad bundle, no runtime, or an output that belongs to another run.
     """
-    n = threads if threads is not None else read_bundle(bundle_dir)[0].get("threads", 1)
+    bundle = read_bundle(bundle_dir)
+    n = threads if threads is not None else bundle[0].get("threads", 1)
     with pinned(cpu, max(int(n), 1)) as cpus:
-        return _run_bundle(bundle_dir, out_path, threads, resolver, device, cpus=cpus, **kwargs)
+        return _run_bundle(bundle_dir, bundle, out_path, threads, resolver, device, cpus=cpus, **kwargs)
 
 
 def _run_bundle(
     bundle_dir: str | os.PathLike[str],
+    read: tuple[dict[str, Any], str],
     out_path: str | os.PathLike[str] | None = None,
     threads: int | None = None,
     resolver: str = "default",
@@ -568,7 +570,7 @@ def _run_bundle(
     stop_after_s: float | None = None,
     on_result: Callable[[str, dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
-    """`run_bundle` after pinning (see it for the positional arguments).
+    """`run_bundle` after pinning (see it for the positional arguments; `read` is `read_bundle(bundle_dir)`).
 
     Args:
         warmup / runs / budget_s: per item; runs and budget are shared between its `rounds` interleaved rounds.
@@ -582,7 +584,7 @@ def _run_bundle(
     """
     say = log or (lambda line: None)
     root = Path(bundle_dir)
-    bundle, bundle_sha = read_bundle(root)
+    bundle, bundle_sha = read  # read_bundle(bundle_dir), read once by run_bundle
     out = Path(out_path) if out_path is not None else root / RESULT_NAME
     if not out.parent.is_dir():
         raise EdgeError(f"output folder {out.parent} does not exist", "create it or pass another -o")

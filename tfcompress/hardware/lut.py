@@ -23,6 +23,7 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
 
+from tfcompress.edge import edge_profile
 from tfcompress.hardware.kernels import KernelKey, to_tflite
 from tfcompress.hardware.measure import measure, select_kernels, source_name
 from tfcompress.hardware.predict import calibrated
@@ -30,10 +31,12 @@ from tfcompress.hardware.profile import DeviceProfile, LutEntry, Observation, Pr
 
 __all__ = ["METHOD", "build_profile"]
 
-METHOD = ("one-op int8 models, random calibration; pinned to the least busy CPU; warm-up 10, then 3 rounds "
-          "interleaved across 16 kernels, <=50 runs / 0.5 s in all; median of the round medians (each after 3-MAD "
-          "rejection), spread = their range; rounds with other processes > 0.3 cores or steal > 5% retimed twice, "
-          "then marked busy; empty-model overhead subtracted")
+METHOD = (f"one-op int8 models, random calibration; pinned to the least busy CPU; warm-up {edge_profile.WARMUP}, "
+          f"then {edge_profile.ROUNDS} rounds interleaved across {edge_profile.CHUNK} kernels, "
+          f"<={edge_profile.RUNS} runs / {edge_profile.BUDGET_S} s in all; median of the round medians (each after "
+          f"3-MAD rejection), spread = their range; rounds with other processes > {edge_profile.BUSY_CORES} cores or "
+          f"steal > {edge_profile.BUSY_STEAL:.0%} retimed {edge_profile.BUSY_RETRIES} times, then marked busy; "
+          "empty-model overhead subtracted")
 """How `build_profile` measures (the profile's provenance)."""
 
 

@@ -38,7 +38,7 @@ from tfcompress.hardware.schema import MAX_MS, parse_json, read_document
 
 __all__ = ["OVERHEAD_KEY", "KernelSelection", "Timing", "Measured", "kernel_tflite", "kernel_tflites",
            "overhead_model_bytes", "source_name", "select_kernels", "time_tflite", "time_tflites",
-           "time_interpreters", "write_bundle", "measure"]
+           "time_interpreters", "prepared", "write_bundle", "measure"]
 
 OVERHEAD_KEY = KernelKey(op="ADD", dtype="int8", in_shape=(1, 1, 1, 1), out_shape=(1, 1, 1, 1),
                          extra=(1, 1, 1, 1))
@@ -138,41 +138,43 @@ def _timing(m: edge_profile.Measurement) -> Timing:
     return Timing(m.median_ms, m.mad_ms, m.runs, m.spread_ms, tuple(m.rounds_ms), m.busy, m.p90_ms, m.mean_ms)
 
 
+def prepared(content: bytes, *, threads: int = 1, seed: int = 0) -> Any:
+    """An allocated interpreter of `content` with seeded random inputs set (RuntimeError / ValueError: unusable)."""
+    from tfcompress.runtime import make_interpreter
+
+    interp = make_interpreter(content, num_threads=threads)
+    edge_profile.fill_inputs(interp, seed)
+    return interp
+
+
 def time_interpreters(
     interpreters: Sequence[Any], *, threads: int = 1, warmup: int = 10, runs: int = 50, budget_s: float = 0.5,
-    rounds: int = edge_profile.ROUNDS, cpu: str | int | None = "auto",
+    rounds: int = edge_profile.ROUNDS, cpu: str | int | None = "auto", chunk: int = edge_profile.CHUNK,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> list[Timing]:
-    """Time prepared interpreters (inputs set) together under the timing protocol: pinned, interleaved rounds."""
-    with edge_profile.pinned(cpu, threads):
-        got = edge_profile.measure_interleaved(interpreters, rounds=rounds, warmup=warmup, runs=runs,
-                                               budget_s=budget_s)
-    return [_timing(m) for m in got]
+    """Time prepared interpreters (inputs set) under the timing protocol: pinned, rounds interleaved per chunk."""
+    out: list[Timing] = []
+    for start in range(0, len(interpreters), chunk):
+        with edge_profile.pinned(cpu, threads):
+            got = edge_profile.measure_interleaved(interpreters[start:start + chunk], rounds=rounds, warmup=warmup,
+                                                   runs=runs, budget_s=budget_s)
+        out += [_timing(m) for m in got]
+        if on_progress is not None:
+            on_progress(len(out), len(interpreters))
+    return out
 
 
 def time_tflites(
     contents: Sequence[bytes], *, threads: int = 1, warmup: int = 10, runs: int = 50, budget_s: float = 0.5,
     rounds: int = edge_profile.ROUNDS, seed: int = 0, chunk: int = edge_profile.CHUNK,
-    on_progress: Callable[[int, int], None] | None = None,
 ) -> list[Timing]:
     """invoke() times of .tflite models on random inputs, interleaved in chunks (the bundle loop's protocol).
 
     Raises:
         RuntimeError / ValueError: the runtime cannot prepare or run one of them.
     """
-    from tfcompress.runtime import make_interpreter
-
-    out: list[Timing] = []
-    for start in range(0, len(contents), chunk):
-        interps = []
-        for content in contents[start:start + chunk]:
-            interp = make_interpreter(content, num_threads=threads)
-            edge_profile.fill_inputs(interp, seed)
-            interps.append(interp)
-        out += time_interpreters(interps, threads=threads, warmup=warmup, runs=runs, budget_s=budget_s,
-                                 rounds=rounds)
-        if on_progress is not None:
-            on_progress(len(out), len(contents))
-    return out
+    return time_interpreters([prepared(c, threads=threads, seed=seed) for c in contents], threads=threads,
+                             warmup=warmup, runs=runs, budget_s=budget_s, rounds=rounds, chunk=chunk)
 
 
 def time_tflite(

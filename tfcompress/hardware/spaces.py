@@ -221,32 +221,30 @@ def _heavy(rng: np.random.Generator, tf_keras: Any) -> tuple[str, Any]:
     return f"heavy {res}px", tf_keras.Model(x, y)
 
 
-def heavy_models(n: int, seed: int = OUTSIDE_SEED) -> list[tuple[str, bytes]]:
-    """(name, int8 .tflite) of `n` weight-heavy models (`_heavy`)."""
+def _draw(builders: list[Callable[[np.random.Generator, Any], tuple[str, Any]]], rng: np.random.Generator,
+          first_seed: int, on_progress: Progress | None = None) -> list[tuple[str, bytes]]:
+    """(name #i, int8 .tflite) of builders[i](rng, tf_keras), its weights seeded by first_seed + i."""
     from tfcompress.keras_compat import tf_keras
 
-    rng = np.random.default_rng(seed + 7)
     out = []
-    for i in range(n):
-        tf_keras.utils.set_random_seed(seed * 10_000 + 5_000 + i)
-        name, model = _heavy(rng, tf_keras)
+    for i, build in enumerate(builders):
+        tf_keras.utils.set_random_seed(first_seed + i)
+        name, model = build(rng, tf_keras)
         out.append((f"{name} #{i}", convert_int8(model)))
+        if on_progress is not None:
+            on_progress(i + 1, len(builders), f"converted {name}")
     return out
+
+
+def heavy_models(n: int, seed: int = OUTSIDE_SEED) -> list[tuple[str, bytes]]:
+    """(name, int8 .tflite) of `n` weight-heavy models (`_heavy`)."""
+    return _draw([_heavy] * n, np.random.default_rng(seed + 7), seed * 10_000 + 5_000)
 
 
 def family_models(n: int, seed: int = OUTSIDE_SEED, on_progress: Progress | None = None) -> list[tuple[str, bytes]]:
     """(name, int8 .tflite) of `n` ResNet-style and `n` plain-convolution models, alternating."""
-    from tfcompress.keras_compat import tf_keras
-
-    rng = np.random.default_rng(seed)
-    out = []
-    for i in range(2 * n):
-        tf_keras.utils.set_random_seed(seed * 10_000 + i)
-        name, model = (_resnet_style, _plain_conv)[i % 2](rng, tf_keras)
-        out.append((f"{name} #{i}", convert_int8(model)))
-        if on_progress is not None:
-            on_progress(i + 1, 2 * n, f"converted {name}")
-    return out
+    return _draw([(_resnet_style, _plain_conv)[i % 2] for i in range(2 * n)], np.random.default_rng(seed),
+                 seed * 10_000, on_progress)
 
 
 def application_models(on_progress: Progress | None = None) -> list[tuple[str, bytes]]:

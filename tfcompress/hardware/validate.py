@@ -18,10 +18,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from tfcompress.hardware.measure import time_tflites
+from tfcompress.hardware.measure import prepared, time_interpreters
 from tfcompress.hardware.predict import LatencyModel, predict_latency_ms
 from tfcompress.hardware.profile import DeviceProfile
-from tfcompress.runtime import make_interpreter
 from tfcompress.hardware.spaces import (
     LUT_SEED,
     VALIDATION_SEED,
@@ -148,23 +147,24 @@ def validate(
     models = models if models is not None else arch_tflites(n, seed, on_progress)
     threads = threads or profile.threads
     failed = []
-    runnable = []
+    runnable = []  # (arch, content, interpreter): each model is prepared once, checked, then timed
     for arch, content in models:  # a model the runtime cannot prepare (XNNPACK may refuse one) is not counted
         try:
-            make_interpreter(content, num_threads=threads).invoke()
+            interp = prepared(content, threads=threads)
+            interp.invoke()
         except (RuntimeError, ValueError) as exc:
             failed.append((arch, str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
         else:
-            runnable.append((arch, content))
+            runnable.append((arch, content, interp))
 
     def step(done: int, total: int) -> None:
         if on_progress is not None:
             on_progress(done, total, f"timed {done}/{total} ({rounds} interleaved rounds)")
 
-    measured = time_tflites([c for _, c in runnable], threads=threads, rounds=rounds, runs=15 * rounds,
-                            budget_s=0.3 * rounds, on_progress=step)
+    measured = time_interpreters([r[2] for r in runnable], threads=threads, rounds=rounds, runs=15 * rounds,
+                                 budget_s=0.3 * rounds, on_progress=step)
     rows = []
-    for (arch, content), m in zip(runnable, measured):
+    for (arch, content, _), m in zip(runnable, measured):
         t0 = time.perf_counter()
         pred = predict_latency_ms(content, lm)
         rows.append(ValidationRow(arch, m.median_ms, pred.total_ms, pred.lut_hit_rate, time.perf_counter() - t0,
