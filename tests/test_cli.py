@@ -254,7 +254,8 @@ def test_every_option_a_help_text_mentions_exists():
     """A --flag named in any command's help (or the group's) is an option of some command."""
     import re
 
-    options = {opt for cmd in main.commands.values() for p in cmd.params for opt in getattr(p, "opts", [])}
+    options = {opt for cmd in main.commands.values() for p in cmd.params
+               for opt in [*getattr(p, "opts", []), *getattr(p, "secondary_opts", [])]}  # --x/--no-x: both
     options |= {"--help", "--version"}
     for name in [None, *main.commands]:
         res = CliRunner().invoke(main, ([name] if name else []) + ["--help"], terminal_width=200)

@@ -11,6 +11,7 @@ stay fast; TensorFlow loads on first use):
     tfcompress.prepare / callbacks / finalize / training_stages   # in your own fit()
     tfcompress.register_technique(Technique(...))                # a technique of your own
     tfcompress.load_recipe(name_or_path) -> Recipe
+    from tfcompress.search import search   # a subpackage: search(model, data, device=..., latency_ms=...)
     tfcompress.ConvertOptions, Mode, IOType, ImageSpec, TfcompressError
 """
 
@@ -58,6 +59,8 @@ _EXPORTS: dict[str, str] = {
     "factorize": "tfcompress.techniques.lowrank",
     "share_weights": "tfcompress.techniques.sharing",
     "count_flops": "tfcompress.surgery",
+    "SearchSettings": "tfcompress.search.settings",
+    "SearchResult": "tfcompress.search.runner",
     "Mode": "tfcompress.types",
     "IOType": "tfcompress.types",
     "TfcompressError": "tfcompress.errors",

@@ -72,7 +72,7 @@ class CompressResult:
         return self.report.weights
 
 
-def _split_train_val(samples: Any, val: Any, val_fraction: float) -> tuple[Any, Any]:
+def split_train_val(samples: Any, val: Any, val_fraction: float) -> tuple[Any, Any]:
     if val is not None:
         return samples, val
     n = len(samples)
@@ -144,7 +144,7 @@ def compress(
     say("loading data")
     samples = data_mod.load_samples(data, specs, x_key=x_key, y_key=y_key, image=image)
     val = data_mod.load_samples(val_data, specs, x_key=x_key, y_key=y_key, image=image) if val_data is not None else None
-    train, val = _split_train_val(samples, val, val_fraction)
+    train, val = split_train_val(samples, val, val_fraction)
     if any(s.epochs > 0 for s in rec.stages) and train.y is None:
         raise DataError(f"recipe '{rec.name}' fine-tunes but {samples.source} has no labels", "put labels under 'y' in the .npz")
     export = rec.export

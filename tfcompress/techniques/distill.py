@@ -79,6 +79,21 @@ def _features(model: Any, names: list[str]) -> Any:
     return tf_keras.Model(model.inputs, [model.outputs[0], *(model.get_layer(n).output for n in names)])
 
 
+def _at_student_resolution(features: Any, teacher: Any, student: Any) -> Any:
+    """`features` behind a bilinear resize when the teacher's image input differs in size from the student's
+    (a student scaled to a lower resolution learns from the teacher at its own resolution)."""
+    from tfcompress.keras_compat import tf_keras
+
+    if len(teacher.inputs) != 1 or len(student.inputs) != 1:
+        return features
+    t_shape, s_shape = tuple(teacher.inputs[0].shape), tuple(student.inputs[0].shape)
+    if len(t_shape) != 4 or len(s_shape) != 4 or t_shape[1:3] == s_shape[1:3] or None in (*t_shape[1:3], *s_shape[1:3]):
+        return features
+    inp = tf_keras.Input(s_shape[1:], name="student_resolution")
+    x = tf_keras.layers.Resizing(int(t_shape[1]), int(t_shape[2]), interpolation="bilinear", name="to_teacher")(inp)
+    return tf_keras.Model(inp, features(x, training=False), name="teacher_at_student_resolution")
+
+
 def _is_arrays(x: Any) -> bool:
     if isinstance(x, (list, tuple)):
         return bool(x) and all(isinstance(a, np.ndarray) for a in x)
@@ -125,7 +140,7 @@ def distiller(student: Any, teacher: Any, params: Params | None = None, *, cache
     teacher_probs, student_probs = outputs_are_probabilities(teacher), outputs_are_probabilities(student)
     pairs = hint_pairs(student, teacher, p.hints)
     student_features = _features(student, [s for s, _, _, _ in pairs])
-    teacher_features = _features(teacher, [t for _, t, _, _ in pairs])
+    teacher_features = _at_student_resolution(_features(teacher, [t for _, t, _, _ in pairs]), teacher, student)
     adapters = [adapter(s_shape, t_shape, i) for i, (_, _, s_shape, t_shape) in enumerate(pairs)]
     cache_mode = p.cache if p.cache != "disk" or cache_dir is not None else "memory"
 

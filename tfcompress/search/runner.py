@@ -1,0 +1,369 @@
+"""`search`: compress a model to a latency / size budget on a device, choosing per-layer changes by its LUT.
+
+    result = search("model.keras", "data.npz", device="host", latency_ms=1.0, output="out/")
+
+1. Reads the model's knobs (`space.read_space`): channel ratios per group, separable swaps, Dense ranks.
+2. A strategy (`strategies`) walks the space: every genome's cost is the device profile's LUT
+   prediction of its int8 architecture (no training); candidates are fine-tuned briefly on the
+   executor (trials, `trial.run_trial`) and compared on accuracy.
+3. The most accurate genomes within budget (finalists) are converted and timed on this machine under the
+   timing protocol when the profile is this machine's ("host"); when the chosen one misses the budget
+   measured, the budget is tightened by its measured / predicted ratio and the strategy continues.
+4. The chosen genome's recipe (structural stages + a distilled fine-tune from the original + int8) runs
+   through `tfcompress.compress`: the verified .tflite, sidecar and report; `best.yaml` replays it.
+5. Pareto front of every trained genome: table, `pareto.json`, `pareto.png`; `search.json` sums up.
+
+Every trial and cost is saved as it finishes (`state.SearchState`): an interrupted search run again
+with the same arguments continues and ends with the same result.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from tfcompress.errors import TfcompressError
+from tfcompress.search.cost import Cost, Predictor
+from tfcompress.search.executors import Executor, make_executor
+from tfcompress.search.front import Point, pareto, plot_front, table
+from tfcompress.search.settings import SearchSettings
+from tfcompress.search.space import Genome, genome_stages, read_space
+from tfcompress.search.state import SearchState
+from tfcompress.search.strategies import Context, evolve, netadapt
+from tfcompress.search.trial import TrialResult, TrialSpec, accuracy, make_assets, run_trial
+
+__all__ = ["SearchResult", "search", "final_recipe"]
+
+MAX_CORRECTIONS = 3
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """What a search found (and, with an output folder, wrote)."""
+
+    genome: Genome
+    recipe_yaml: str
+    original: Cost
+    chosen: Cost
+    reference_accuracy: float  # the original's float accuracy on the validation data
+    final_accuracy: float | None  # the final int8 model's accuracy (None: no final model)
+    measured_ms: float | None  # the final int8 model timed here (None: not measured)
+    original_measured_ms: float | None
+    budget_met: dict[str, bool]
+    points: tuple[Point, ...]
+    front: tuple[Point, ...]
+    trials_run: int
+    trials_resumed: int
+    seconds: float
+    paths: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["genome"] = self.genome.model_dump()
+        d["original"] = self.original.model_dump()
+        d["chosen"] = self.chosen.model_dump()
+        return d
+
+
+def final_recipe(genome: Genome, space: Any, s: SearchSettings, name: str = "search-best") -> Any:
+    """The recipe that builds `genome` and fine-tunes it (distilled from the original), then int8."""
+    from tfcompress.recipe import parse_recipe_dict
+
+    stages = genome_stages(genome, space)
+    if s.final_epochs > 0:
+        stages.append({"technique": "distill", "epochs": s.final_epochs, "steps_per_epoch": s.final_steps,
+                       "learning_rate": s.learning_rate, "batch_size": s.batch_size,
+                       "params": {"temperature": s.temperature, "alpha": s.alpha}})
+    doc: dict[str, Any] = {"name": name, "description": f"found by tfcompress search: {genome.describe()}",
+                           "stages": stages or [{"technique": "convert", "params": {"mode": "int8"}}]}
+    if stages:
+        doc["export"] = {"mode": "int8"}
+    return parse_recipe_dict(doc, source=f"<{name}>")
+
+
+def _arrays(model: Any, data: Any, val_data: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    from tfcompress.compression import split_train_val
+    from tfcompress.data import load_samples
+    from tfcompress.loading import load_source
+
+    specs = load_source(model).input_specs()
+    if len(specs) != 1:
+        raise TfcompressError(f"the model has {len(specs)} inputs; search handles single-input classifiers",
+                              "search a single-input model")
+    samples = load_samples(data, specs)
+    val = load_samples(val_data, specs) if val_data is not None else None
+    train, val = split_train_val(samples, val, 0.1)
+    if train.y is None or val.y is None:
+        raise TfcompressError(f"{samples.source} has no labels: trials are scored on accuracy",
+                              "put labels under 'y' in the .npz")
+    return train.x[0], train.y, val.x[0], val.y
+
+
+def _settings(settings: SearchSettings | None, budgets: dict[str, Any]) -> SearchSettings:
+    from pydantic import ValidationError
+
+    try:
+        return SearchSettings.model_validate({**(settings.model_dump() if settings else {}), **budgets})
+    except ValidationError as exc:
+        e = exc.errors()[0]
+        where = ".".join(str(p) for p in e["loc"]) or "settings"
+        raise TfcompressError(f"search settings: {where}: {e['msg']}", "see tfcompress search --help") from None
+
+
+def _fingerprint(assets_key: str, s: SearchSettings, profile: Any) -> dict[str, Any]:
+    lut = hashlib.sha256(json.dumps([(str(e.key), e.ms) for e in profile.entries]).encode()).hexdigest()[:16]
+    settings = s.model_dump(exclude={"finalists", "final_epochs", "final_steps", "temperature", "alpha",
+                                     "max_acc_drop"})
+    return {"assets": assets_key, "device": profile.device, "lut": lut, "settings": settings}
+
+
+def search(
+    model: Any,
+    data: Any,
+    *,
+    device: Any = "host",
+    output: str | Path | None = None,
+    settings: SearchSettings | None = None,
+    val_data: Any = None,
+    executor: str | Executor = "local",
+    workers: int | None = None,
+    address: str | None = None,
+    measure: str = "auto",
+    complete_lut: bool = True,
+    fresh: bool = False,
+    on_progress: Callable[[str], None] | None = None,
+    **budgets: Any,
+) -> SearchResult:
+    """Search per-layer compression of `model` under budgets on `device` (see module doc).
+
+    Args:
+        model: path or in-memory Keras model (a single-input classifier).
+        data: labelled data (.npz with x / y, (x, y), ...): trials and the final fine-tune train on it.
+        device: device profile (shipped name, JSON path or DeviceProfile) whose LUT prices every choice.
+        output: folder for best.tflite (+ sidecar, report), best.yaml, pareto.*, search.json and the state.
+        settings: a `SearchSettings`; keyword budgets (latency_ms=, size_kb=, ...) override its fields.
+        executor: "local" (worker processes), "inline" (this process), "ray", or an Executor.
+        measure: "auto" (time finalists here when the profile is "host"), "host" or "none".
+        complete_lut: when measuring here, first time the kernels of the original at every resolution level
+            (with and without swaps) that the profile lacks, and add them (`_completed`).
+        fresh: discard saved trials in `output` instead of resuming.
+    """
+    from tfcompress.hardware.profile import resolve_profile
+    from tfcompress.loading import load_model
+
+    t_start = time.perf_counter()
+    say = on_progress or (lambda _m: None)
+    s = _settings(settings, budgets)
+    profile = resolve_profile(device)
+    out = Path(output) if output is not None else None
+    if out is not None:
+        if out.exists() and not out.is_dir():
+            raise TfcompressError(f"{out} exists and is not a folder", "give -o a folder (created if missing)")
+        out.mkdir(parents=True, exist_ok=True)
+    say("loading the model and data")
+    original = load_model(model)
+    x, y, x_val, y_val = _arrays(model, data, val_data)
+    rng = np.random.default_rng(s.seed)
+    pick = np.sort(rng.permutation(len(x))[: s.trial_samples])
+    space = read_space(original, keep_levels=s.keep_levels, swaps=s.swaps, rank_levels=s.rank_levels,
+                       resolution_levels=s.resolution_levels)
+    if not space.knobs:
+        raise TfcompressError(f"model '{original.name}' has nothing the search can change",
+                              "it needs Conv2D / Dense layers with >= 16 channels")
+    assets = make_assets(original, x[pick], y[pick], x_val[: s.val_samples], y_val[: s.val_samples], space, profile)
+    state = SearchState(out, _fingerprint(assets.key, s, profile), fresh=fresh)
+    measuring = measure == "host" or (measure == "auto" and profile.device == "host")
+    if measuring and complete_lut:
+        profile = _completed(profile, original, space, state, say)
+        assets = replace(assets, profile=profile)
+    if state.resumed:
+        say(f"resuming: {state.resumed} trials and {len(state.costs)} costs from {out / 'state'}")
+    reference = accuracy(original, x_val, y_val)
+
+    def over(c: Cost, latency: float | None = s.latency_ms) -> float:
+        parts = [c.predicted_ms / latency] if latency else []
+        parts += [c.int8_bytes / (1024 * s.size_kb)] if s.size_kb else []
+        return max(parts)
+
+    ex = make_executor(executor, workers=workers, address=address) if isinstance(executor, str) else executor
+    predictor = Predictor(original, space, profile, on_cost=state.add_cost, known=state.costs, executor=ex,
+                          assets=assets)
+    ran = [0]
+
+    def evaluate(genomes: Sequence[Genome]) -> list[TrialResult]:
+        todo = [g for g in dict.fromkeys(g.normal() for g in genomes) if g.key() not in state.trials]
+        specs = [TrialSpec(genome=g, steps=s.trial_steps, batch_size=s.batch_size, learning_rate=s.learning_rate,
+                           seed=s.seed) for g in todo]
+
+        def done(i: int, r: TrialResult) -> None:
+            state.add_trial(r)
+            ran[0] += 1
+            say(f"trial {len(state.trials)}: {r.genome.describe()}  acc {r.accuracy:.4f}  "
+                f"{predictor.ms(r.genome):.3f} ms  ({r.seconds:.0f} s)")
+
+        ex.run(run_trial, specs, assets, done)
+        return [state.trials[g.normal().key()] for g in genomes]
+
+    budget = s.latency_ms
+    timed: dict[str, float] = {}
+    chosen = Genome()
+    try:
+        base = predictor.cost(Genome())
+        say(f"original: {base.predicted_ms:.3f} ms predicted on {profile.device}, {base.int8_bytes:,} B int8, "
+            f"float accuracy {reference:.4f}; {len(space.knobs)} knobs; executor {ex.name} ({ex.workers} workers)")
+        for attempt in range(MAX_CORRECTIONS + 1):
+            ctx = Context(space, predictor.cost, lambda c, b=budget: over(c, b), evaluate, say, ex.workers,
+                          predictor.costs)
+            try:
+                chosen = (netadapt(ctx, step=s.step, start=chosen) if s.strategy == "netadapt"
+                          else evolve(ctx, trials=s.trials, seed=s.seed))
+            except TfcompressError as exc:
+                if attempt == 0:
+                    raise
+                say(f"warning: the tightened budget cannot be met ({exc.message}); keeping {chosen.describe()}, "
+                    "which meets the budget by the LUT but not measured")
+                break
+            if not measuring or s.latency_ms is None:
+                break
+            ranked = sorted((r for r in state.trials.values() if ctx.over(predictor.cost(r.genome)) <= 1.0),
+                            key=lambda r: (-round(r.accuracy, 6), r.key))
+            finalists = list(dict.fromkeys([chosen.key()] + [r.key for r in ranked]))[: s.finalists]
+            timed.update(_time(predictor, [state.trials[k].genome if k in state.trials else chosen
+                                           for k in finalists], say))
+            fits = [k for k in finalists if timed[k] <= s.latency_ms]
+            if fits:
+                best = min(fits, key=lambda k: (-round(state.trials[k].accuracy, 6) if k in state.trials else 0, k))
+                chosen = state.trials[best].genome if best in state.trials else chosen
+                break
+            ratio = timed[chosen.key()] / predictor.ms(chosen)
+            budget = s.latency_ms / ratio * 0.98
+            say(f"measured {timed[chosen.key()]:.3f} ms > {s.latency_ms:g} ms (measured / predicted {ratio:.3f}): "
+                f"continuing with a predicted budget of {budget:.3f} ms")
+    finally:
+        ex.close()
+    return _finish(model, original, data, val_data, x_val, y_val, s, profile, space, predictor, state, chosen,
+                   base, reference, timed, measuring, out, ran[0], say, t_start)
+
+
+def _completed(profile: Any, original: Any, space: Any, state: SearchState, say: Callable[[str], None]) -> Any:
+    """The profile extended with the kernels of the original at every resolution level, plain and with every
+    swap, timed here (`hardware.lut.build_profile`, per-kernel cache in ~/.cache/tfcompress/lut; the models are
+    timed whole too and the calibration refitted). The LUT then holds the shapes the search prices most, instead
+    of extrapolating them. Saved in the state: a resumed search reuses it rather than re-timing."""
+    import os
+
+    from tfcompress.hardware.lut import build_profile
+    from tfcompress.hardware.profile import load_profile, save_profile
+    from tfcompress.search.cost import compute_cost
+    from tfcompress.hardware.predict import LatencyModel
+
+    saved = state.dir / "profile.json" if state.dir is not None else None
+    if saved is not None and saved.exists():
+        return load_profile(saved)
+    res = next((k for k in space.knobs if k.kind == "resolution"), None)
+    swaps = tuple(k.layer for k in space.knobs if k.kind == "swap")
+    genomes = [Genome(resolution=r, swap=sw) for r in (res.levels if res else (1.0,)) for sw in {(), swaps}]
+    latency = LatencyModel(profile)
+    sources = [compute_cost(original, g, space, latency)[1] for g in genomes]
+    say(f"completing the {profile.device} LUT with the kernels of {len(sources)} variants of the model (timed here)")
+    done = build_profile(sources, device=profile.device, base=profile, threads=profile.threads,
+                         cache_dir=os.path.expanduser("~/.cache/tfcompress/lut"),
+                         command="tfcompress search: LUT completion",
+                         on_progress=lambda i, n, _k: say(f"  kernel {i}/{n}") if i % 25 == 0 or i == n else None)
+    if done.provenance.busy_items:
+        say(f"warning: {done.provenance.busy_items} kernels were timed while other processes used the CPU")
+    if saved is not None:
+        save_profile(done, saved)
+    return done
+
+
+def _time(predictor: Predictor, genomes: list[Genome], say: Callable[[str], None]) -> dict[str, float]:
+    from tfcompress.hardware.measure import time_tflites
+
+    say(f"timing {len(genomes)} finalists here (interleaved rounds)")
+    got = time_tflites([predictor.tflite(g) for g in genomes])
+    if any(t.busy for t in got):
+        say("warning: other processes used the CPU while finalists were timed; measured latencies are high")
+    return {g.key(): t.median_ms for g, t in zip(genomes, got)}
+
+
+def _finish(model: Any, original: Any, data: Any, val_data: Any, x_val: np.ndarray, y_val: np.ndarray,
+            s: SearchSettings, profile: Any, space: Any, predictor: Predictor, state: SearchState, chosen: Genome,
+            base: Cost, reference: float, timed: dict[str, float], measuring: bool, out: Path | None, ran: int,
+            say: Callable[[str], None], t_start: float) -> SearchResult:
+    from tfcompress.compression import compress
+    from tfcompress.recipe import dump_recipe
+
+    recipe = final_recipe(chosen, space, s)
+    recipe_yaml = dump_recipe(recipe)
+    cost = predictor.cost(chosen)
+    points = tuple(
+        Point(r.genome.describe(), r.accuracy, predictor.ms(r.genome), predictor.cost(r.genome).int8_bytes, r.params,
+              timed.get(r.key), (s.latency_ms is None or predictor.ms(r.genome) <= s.latency_ms)
+              and (s.size_kb is None or predictor.cost(r.genome).int8_bytes <= 1024 * s.size_kb), r.key == chosen.key())
+        for r in sorted(state.trials.values(), key=lambda r: r.key))
+    front = tuple(pareto(points))
+    paths: dict[str, str] = {}
+    final_acc = measured = orig_measured = None
+    if out is not None:
+        say(f"final fine-tune of {chosen.describe()} ({s.final_epochs} epochs, distilled from the original)")
+        x_all = data
+        # compress's resume point, one per final recipe: a rerun with another final fine-tune (not part of the
+        # search's fingerprint) must not meet the checkpoints of the last one, which compress refuses.
+        backup = out / "state" / f"final-{hashlib.sha256(recipe_yaml.encode()).hexdigest()[:12]}"
+        result = compress(model, recipe, x_all, val_data=val_data if val_data is not None else None,
+                          output=out / "best.tflite", backup_dir=backup, measure_stages=False,
+                          on_progress=say, device=profile)
+        verify = result.report.convert.verify
+        final_acc = verify.accuracy.tflite if verify is not None and verify.accuracy is not None else None
+        if measuring:
+            from tfcompress.hardware.measure import time_tflites
+
+            say("timing the result next to the original (interleaved)")
+            t = time_tflites([result.convert.tflite, predictor.tflite(Genome())])
+            measured, orig_measured = t[0].median_ms, t[1].median_ms
+        paths = _write(out, recipe_yaml, points, front, s, profile, chosen)
+        paths["tflite"] = str(out / "best.tflite")
+    met = {}
+    if s.latency_ms is not None:
+        met["latency_predicted"] = cost.predicted_ms <= s.latency_ms
+        if measured is not None:
+            met["latency_measured"] = measured <= s.latency_ms
+    if s.size_kb is not None:
+        met["size"] = cost.int8_bytes <= 1024 * s.size_kb
+    if s.max_acc_drop is not None and final_acc is not None:
+        met["accuracy"] = 100 * (reference - final_acc) <= s.max_acc_drop
+    res = SearchResult(chosen, recipe_yaml, base, cost, reference, final_acc, measured, orig_measured, met, points,
+                       front, ran, state.resumed, round(time.perf_counter() - t_start, 1), paths)
+    if out is not None:
+        from tfcompress.hardware.profile import write_json_atomic
+
+        write_json_atomic(out / "search.json", res.to_dict())
+        res.paths["summary"] = str(out / "search.json")
+    return res
+
+
+def _write(out: Path, recipe_yaml: str, points: Sequence[Point], front: Sequence[Point], s: SearchSettings,
+           profile: Any, chosen: Genome) -> dict[str, str]:
+    from tfcompress.files import atomic_writer
+    from tfcompress.hardware.profile import write_json_atomic
+
+    with atomic_writer(out / "best.yaml", "w") as f:
+        f.write(recipe_yaml)
+    write_json_atomic(out / "pareto.json", {"budget_ms": s.latency_ms, "size_kb": s.size_kb, "device": profile.device,
+                                           "front": [p.to_dict() for p in front],
+                                           "trials": [p.to_dict() for p in points]})
+    with atomic_writer(out / "pareto.md", "w") as f:
+        f.write(table(front, s.latency_ms) + "\n")
+    png = out / "pareto.png"
+    tmp = out / ".pareto.tmp.png"
+    plot_front(points, front, s.latency_ms or 0.0, tmp, f"{profile.device}: chosen {chosen.describe()}")
+    tmp.replace(png)
+    return {"recipe": str(out / "best.yaml"), "pareto_json": str(out / "pareto.json"),
+            "pareto_table": str(out / "pareto.md"), "pareto_png": str(png)}
