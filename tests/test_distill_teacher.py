@@ -144,3 +144,27 @@ def test_cross_architecture_resnet_teacher_mbconv_se_student():
     history = fit(d, x, y, epochs=6).history
     assert history["distill_loss"][-1] < 0.7 * history["distill_loss"][0]
     assert history["hint_loss"][-1] < history["hint_loss"][0]
+
+
+def test_a_student_at_a_lower_resolution_learns_from_the_teacher_at_its_own():
+    """A student scaled to 8x8 inputs (scale / search resolution) distils from a 16x16 teacher: the teacher sees
+    the student's batch resized back to 16x16 (bilinear), so its soft labels are what it predicts at its size."""
+    tf_keras.utils.set_random_seed(0)
+
+    def net(side: int, name: str):
+        inp = tf_keras.Input((side, side, 1))
+        x = tf_keras.layers.Conv2D(8, 3, padding="same", activation="relu")(inp)
+        x = tf_keras.layers.GlobalAveragePooling2D()(x)
+        return tf_keras.Model(inp, tf_keras.layers.Dense(3)(x), name=name)
+
+    teacher, student = net(16, "teacher16"), net(8, "student8")
+    x16 = np.random.default_rng(0).random((64, 16, 16, 1)).astype(np.float32)
+    x8 = tf.image.resize(x16, (8, 8), method="bilinear").numpy()
+    y = np.arange(64) % 3
+    d = distiller(student, teacher, Params(temperature=2.0, alpha=0.5))
+    got = d.teacher_outputs(x8)[0]
+    want = teacher.predict(tf.image.resize(x8, (16, 16), method="bilinear").numpy(), verbose=0)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    d.compile(optimizer=tf_keras.optimizers.Adam(1e-2), loss=tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    hist = d.fit(x8, y, epochs=2, batch_size=16, verbose=0)
+    assert np.isfinite(hist.history["distill_loss"]).all()
