@@ -291,3 +291,17 @@ def test_lut_completion_times_the_resolution_variants_and_is_reused_on_resume(tm
     again: list[str] = []
     reused = _completed(shipped, model, space, SearchState(tmp_path, {"test": 1}), again.append)
     assert reused.table() == table and not again, "a resumed search reads the saved profile, times nothing"
+
+
+def test_finalist_timings_are_saved_and_reused_on_resume(tmp_path):
+    """A resumed search decides on the latencies it measured before (OUT/state/timings.jsonl), not new ones."""
+    from tfcompress.search.state import SearchState
+
+    st = SearchState(tmp_path, {"test": 1})
+    st.add_timing('{"res":0.5}', 0.25)
+    with open(tmp_path / "state" / "timings.jsonl", "a", encoding="utf-8") as f:
+        f.write('{"key": "cut off')  # a kill mid-line
+    again = SearchState(tmp_path, {"test": 1})
+    assert again.timings == {'{"res":0.5}': 0.25}
+    again.add_timing("b", 1.0)
+    assert SearchState(tmp_path, {"test": 1}).timings == {'{"res":0.5}': 0.25, "b": 1.0}

@@ -211,7 +211,7 @@ def search(
         return [state.trials[g.normal().key()] for g in genomes]
 
     budget = s.latency_ms
-    timed: dict[str, float] = {}
+    timed: dict[str, float] = dict(state.timings)  # finalists timed here, this run or before it (resume)
     chosen = Genome()
     try:
         base = predictor.cost(Genome())
@@ -234,8 +234,10 @@ def search(
             ranked = sorted((r for r in state.trials.values() if ctx.over(predictor.cost(r.genome)) <= 1.0),
                             key=lambda r: (-round(r.accuracy, 6), r.key))
             finalists = list(dict.fromkeys([chosen.key()] + [r.key for r in ranked]))[: s.finalists]
-            timed.update(_time(predictor, [state.trials[k].genome if k in state.trials else chosen
-                                           for k in finalists], say))
+            todo = [state.trials[k].genome if k in state.trials else chosen for k in finalists if k not in timed]
+            for key, ms in _time(predictor, todo, say).items():
+                timed[key] = ms
+                state.add_timing(key, ms)  # a resumed search decides on the same figures
             fits = [k for k in finalists if timed[k] <= s.latency_ms]
             if fits:
                 best = min(fits, key=lambda k: (-round(state.trials[k].accuracy, 6) if k in state.trials else 0, k))
@@ -286,6 +288,8 @@ def _completed(profile: Any, original: Any, space: Any, state: SearchState, say:
 def _time(predictor: Predictor, genomes: list[Genome], say: Callable[[str], None]) -> dict[str, float]:
     from tfcompress.hardware.measure import time_tflites
 
+    if not genomes:
+        return {}
     say(f"timing {len(genomes)} finalists here (interleaved rounds)")
     got = time_tflites([predictor.tflite(g) for g in genomes])
     if any(t.busy for t in got):

@@ -3,6 +3,7 @@
     OUT/state/fingerprint.json   what was searched (model and data hashes, settings, device)
     OUT/state/trials.jsonl       one finished trial per line
     OUT/state/costs.jsonl        one predicted cost per line
+    OUT/state/timings.jsonl      one finalist timed here per line (genome key, median ms)
 
 A search killed at any point and started again with the same fingerprint reads these back and
 replays its decisions from them (a strategy is deterministic given its trial results), so it continues
@@ -18,7 +19,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Mapping
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from tfcompress.errors import TfcompressError
 from tfcompress.search.cost import Cost
@@ -27,6 +28,15 @@ from tfcompress.search.trial import TrialResult
 __all__ = ["SearchState"]
 
 MAX_STATE_BYTES = 256 * 1024 * 1024
+
+
+class Timed(BaseModel):
+    """A finalist timed on this machine: its genome key and median latency."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    key: str
+    ms: float
 
 
 def _lines(path: Path) -> list[dict[str, Any]]:
@@ -60,6 +70,7 @@ class SearchState:
     def __init__(self, folder: Path | None, fingerprint: Mapping[str, Any], *, fresh: bool = False) -> None:
         self.trials: dict[str, TrialResult] = {}
         self.costs: dict[str, Cost] = {}
+        self.timings: dict[str, float] = {}
         self.resumed = 0
         self.dir = folder / "state" if folder is not None else None
         if self.dir is None:
@@ -87,7 +98,7 @@ class SearchState:
 
     def _read(self) -> None:
         assert self.dir is not None
-        for name in ("trials.jsonl", "costs.jsonl"):
+        for name in ("trials.jsonl", "costs.jsonl", "timings.jsonl"):
             _end_last_line(self.dir / name)
         for row in _lines(self.dir / "trials.jsonl"):
             try:
@@ -101,6 +112,12 @@ class SearchState:
             except ValidationError:
                 continue
             self.costs[c.key] = c
+        for row in _lines(self.dir / "timings.jsonl"):
+            try:
+                t = Timed.model_validate(row)
+            except ValidationError:
+                continue
+            self.timings[t.key] = t.ms
         self.resumed = len(self.trials)
 
     def _append(self, name: str, obj: Any) -> None:
@@ -114,6 +131,10 @@ class SearchState:
     def add_trial(self, result: TrialResult) -> None:
         self.trials[result.key] = result
         self._append("trials.jsonl", result)
+
+    def add_timing(self, key: str, ms: float) -> None:
+        self.timings[key] = ms
+        self._append("timings.jsonl", Timed(key=key, ms=ms))
 
     def add_cost(self, cost: Cost) -> None:
         self.costs[cost.key] = cost
