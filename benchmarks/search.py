@@ -169,7 +169,7 @@ def main() -> int:
         from tfcompress.search.space import read_space
 
         space = read_space(model)
-        pred = Predictor(model, space, "host")  # noqa: the profile by name
+        pred = Predictor(model, space, "host")
         keep_knobs = [k.layer for k in space.knobs if k.kind == "keep"]
         families = {
             "uniform structured pruning": [(f"keep {k:g}", Genome(keep={n: float(k) for n in keep_knobs}))

@@ -105,6 +105,13 @@ def _arrays(model: Any, data: Any, val_data: Any) -> tuple[np.ndarray, np.ndarra
     return train.x[0], train.y, val.x[0], val.y
 
 
+def _over(c: Cost, s: SearchSettings, latency: float | None) -> float:
+    """How far a cost is from the budgets (`latency` may be tightened by measurement): <= 1 meets them all."""
+    parts = [c.predicted_ms / latency] if latency else []
+    parts += [c.int8_bytes / (1024 * s.size_kb)] if s.size_kb else []
+    return max(parts)
+
+
 def _settings(settings: SearchSettings | None, budgets: dict[str, Any]) -> SearchSettings:
     from pydantic import ValidationError
 
@@ -186,11 +193,6 @@ def search(
         say(f"resuming: {state.resumed} trials and {len(state.costs)} costs from {out / 'state'}")
     reference = accuracy(original, x_val, y_val)
 
-    def over(c: Cost, latency: float | None = s.latency_ms) -> float:
-        parts = [c.predicted_ms / latency] if latency else []
-        parts += [c.int8_bytes / (1024 * s.size_kb)] if s.size_kb else []
-        return max(parts)
-
     ex = make_executor(executor, workers=workers, address=address) if isinstance(executor, str) else executor
     predictor = Predictor(original, space, profile, on_cost=state.add_cost, known=state.costs, executor=ex,
                           assets=assets)
@@ -218,7 +220,7 @@ def search(
         say(f"original: {base.predicted_ms:.3f} ms predicted on {profile.device}, {base.int8_bytes:,} B int8, "
             f"float accuracy {reference:.4f}; {len(space.knobs)} knobs; executor {ex.name} ({ex.workers} workers)")
         for attempt in range(MAX_CORRECTIONS + 1):
-            ctx = Context(space, predictor.cost, lambda c, b=budget: over(c, b), evaluate, say, ex.workers,
+            ctx = Context(space, predictor.cost, lambda c, b=budget: _over(c, s, b), evaluate, say, ex.workers,
                           predictor.costs)
             try:
                 chosen = (netadapt(ctx, step=s.step, start=chosen) if s.strategy == "netadapt"
@@ -249,8 +251,8 @@ def search(
                 f"continuing with a predicted budget of {budget:.3f} ms")
     finally:
         ex.close()
-    return _finish(model, original, data, val_data, x_val, y_val, s, profile, space, predictor, state, chosen,
-                   base, reference, timed, measuring, out, ran[0], say, t_start)
+    return _finish(model, data, val_data, s, profile, space, predictor, state, chosen, base, reference, timed,
+                   measuring, out, ran[0], say, t_start)
 
 
 def _completed(profile: Any, original: Any, space: Any, state: SearchState, say: Callable[[str], None]) -> Any:
@@ -297,8 +299,7 @@ def _time(predictor: Predictor, genomes: list[Genome], say: Callable[[str], None
     return {g.key(): t.median_ms for g, t in zip(genomes, got)}
 
 
-def _finish(model: Any, original: Any, data: Any, val_data: Any, x_val: np.ndarray, y_val: np.ndarray,
-            s: SearchSettings, profile: Any, space: Any, predictor: Predictor, state: SearchState, chosen: Genome,
+def _finish(model: Any, data: Any, val_data: Any, s: SearchSettings, profile: Any, space: Any, predictor: Predictor, state: SearchState, chosen: Genome,
             base: Cost, reference: float, timed: dict[str, float], measuring: bool, out: Path | None, ran: int,
             say: Callable[[str], None], t_start: float) -> SearchResult:
     from tfcompress.compression import compress
@@ -307,21 +308,20 @@ def _finish(model: Any, original: Any, data: Any, val_data: Any, x_val: np.ndarr
     recipe = final_recipe(chosen, space, s)
     recipe_yaml = dump_recipe(recipe)
     cost = predictor.cost(chosen)
+    costs = {r.key: predictor.cost(r.genome) for r in state.trials.values()}
     points = tuple(
-        Point(r.genome.describe(), r.accuracy, predictor.ms(r.genome), predictor.cost(r.genome).int8_bytes, r.params,
-              timed.get(r.key), (s.latency_ms is None or predictor.ms(r.genome) <= s.latency_ms)
-              and (s.size_kb is None or predictor.cost(r.genome).int8_bytes <= 1024 * s.size_kb), r.key == chosen.key())
+        Point(r.genome.describe(), r.accuracy, costs[r.key].predicted_ms, costs[r.key].int8_bytes, r.params,
+              timed.get(r.key), _over(costs[r.key], s, s.latency_ms) <= 1.0, r.key == chosen.key())
         for r in sorted(state.trials.values(), key=lambda r: r.key))
     front = tuple(pareto(points))
     paths: dict[str, str] = {}
     final_acc = measured = orig_measured = None
     if out is not None:
         say(f"final fine-tune of {chosen.describe()} ({s.final_epochs} epochs, distilled from the original)")
-        x_all = data
         # compress's resume point, one per final recipe: a rerun with another final fine-tune (not part of the
         # search's fingerprint) must not meet the checkpoints of the last one, which compress refuses.
         backup = out / "state" / f"final-{hashlib.sha256(recipe_yaml.encode()).hexdigest()[:12]}"
-        result = compress(model, recipe, x_all, val_data=val_data if val_data is not None else None,
+        result = compress(model, recipe, data, val_data=val_data,
                           output=out / "best.tflite", backup_dir=backup, measure_stages=False,
                           on_progress=say, device=profile)
         verify = result.report.convert.verify

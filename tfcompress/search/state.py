@@ -17,7 +17,7 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -28,6 +28,7 @@ from tfcompress.search.trial import TrialResult
 __all__ = ["SearchState"]
 
 MAX_STATE_BYTES = 256 * 1024 * 1024
+M = TypeVar("M", bound=BaseModel)
 
 
 class Timed(BaseModel):
@@ -62,6 +63,17 @@ def _end_last_line(path: Path) -> None:
         f.seek(-1, os.SEEK_END)
         if f.read(1) != b"\n":
             f.write(b"\n")
+
+
+def _records(path: Path, model: type[M]) -> list[M]:
+    """The lines of `path` that validate as `model` (a cut-off or foreign line is skipped)."""
+    out = []
+    for row in _lines(path):
+        try:
+            out.append(model.model_validate(row))
+        except ValidationError:
+            continue
+    return out
 
 
 class SearchState:
@@ -100,24 +112,9 @@ class SearchState:
         assert self.dir is not None
         for name in ("trials.jsonl", "costs.jsonl", "timings.jsonl"):
             _end_last_line(self.dir / name)
-        for row in _lines(self.dir / "trials.jsonl"):
-            try:
-                r = TrialResult.model_validate(row)
-            except ValidationError:
-                continue
-            self.trials[r.key] = r
-        for row in _lines(self.dir / "costs.jsonl"):
-            try:
-                c = Cost.model_validate(row)
-            except ValidationError:
-                continue
-            self.costs[c.key] = c
-        for row in _lines(self.dir / "timings.jsonl"):
-            try:
-                t = Timed.model_validate(row)
-            except ValidationError:
-                continue
-            self.timings[t.key] = t.ms
+        self.trials = {r.key: r for r in _records(self.dir / "trials.jsonl", TrialResult)}
+        self.costs = {c.key: c for c in _records(self.dir / "costs.jsonl", Cost)}
+        self.timings = {t.key: t.ms for t in _records(self.dir / "timings.jsonl", Timed)}
         self.resumed = len(self.trials)
 
     def _append(self, name: str, obj: Any) -> None:
