@@ -56,6 +56,31 @@ def test_build_profile_caches_and_resumes(tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # the temporary bundles are gone
 
 
+
+def test_builtin_kernels_make_another_profile_cached_apart(tmp_path):
+    """`--kernels builtin`: LiteRT's own kernels, no XNNPACK. The profile records delegate "none", its kernels are
+    cached apart from XNNPACK's, an XNNPACK profile cannot be extended with them, and timing follows the profile."""
+    from dataclasses import replace
+
+    from tfcompress.errors import TfcompressError
+    from tfcompress.hardware import lut
+    from tfcompress.hardware.measure import resolver_of
+
+    keys = [_conv(8, 4, 8)]
+    xnn = lut.build_profile(keys, cache_dir=tmp_path, observe=False)
+    builtin = lut.build_profile(keys, cache_dir=tmp_path, resolver="builtin", observe=False)
+    assert (xnn.delegate, builtin.delegate) == ("XNNPACK", "none")
+    assert resolver_of(xnn) == "default" and resolver_of(builtin) == "builtin"
+    kernel_files = sorted(p.name for p in tmp_path.glob("*.json") if not p.name.startswith("overhead"))
+    assert len(kernel_files) == 2 and sum(n.endswith("-t1-builtin.json") for n in kernel_files) == 1
+    more = lut.build_profile([_conv(8, 8, 8)], cache_dir=tmp_path, base=builtin, observe=False)
+    assert more.delegate == "none" and len(more.entries) == 2, "extending keeps the base's kernels"
+    with pytest.raises(TfcompressError, match="do not mix"):
+        lut.build_profile(keys, cache_dir=tmp_path, base=xnn, resolver="builtin")
+    with pytest.raises(TfcompressError, match="unknown resolver"):
+        lut.build_profile(keys, cache_dir=tmp_path, resolver="gpu")
+    assert resolver_of(replace(xnn, delegate="GPU")) == "default"
+
 @pytest.mark.slow
 def test_predict_latency_of_tiny_model_covers_every_op(tmp_path):
     from tfcompress.export.converter import convert_int8_random as convert_int8

@@ -7,6 +7,7 @@ of its LUT-predicted latency on the shipped "host" profile; trials run inline an
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 
@@ -305,3 +306,26 @@ def test_finalist_timings_are_saved_and_reused_on_resume(tmp_path):
     assert again.timings == {'{"res":0.5}': 0.25}
     again.add_timing("b", 1.0)
     assert SearchState(tmp_path, {"test": 1}).timings == {'{"res":0.5}': 0.25, "b": 1.0}
+
+
+@pytest.mark.slow
+def test_finalists_and_the_result_are_timed_as_the_profile_runs(files, monkeypatch, tmp_path):
+    """A profile of this machine at 2 threads with LiteRT's builtin kernels (co-design: `benchmarks/codesign.py`)
+    is measured that way: the finalists and the final model next to the original, not at XNNPACK's single thread."""
+    from tfcompress.hardware import measure
+    from tfcompress.hardware.measure import Timing
+    from tfcompress.hardware.profile import resolve_profile
+
+    two = dataclasses.replace(resolve_profile("host"), threads=2, delegate="none")
+    asked: list[tuple[int, int, str]] = []  # (models, threads, resolver) per timing call
+
+    def fake(contents, *, threads=1, resolver="default", **_kw):
+        asked.append((len(contents), threads, resolver))
+        return [Timing(median_ms=0.001, mad_ms=0.0, runs=1) for _ in contents]
+
+    monkeypatch.setattr(measure, "time_tflites", fake)
+    result = search(str(files["model"]), str(files["data"]), output=tmp_path / "t2",
+                    **settings(files, device=two, measure="host", complete_lut=False))
+    assert asked and {(t, r) for _, t, r in asked} == {(2, "builtin")}, asked
+    assert asked[-1][0] == 2, "the result was timed next to the original"
+    assert result.measured_ms == 0.001 and result.budget_met["latency_measured"]

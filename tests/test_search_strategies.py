@@ -237,12 +237,17 @@ def test_table_lists_points_with_budget_marks():
 
 
 def test_evolve_starts_from_the_uniform_genomes():
-    """The first genomes NSGA-II tries are the hand-tuned families (every group at one keep level): random
-    genomes over many knobs are mostly unrecoverable combinations."""
+    """The first genomes NSGA-II tries are the hand-tuned families (every group at one keep level, every swap at
+    once): random genomes over many knobs are mostly unrecoverable combinations."""
     from tfcompress.search.strategies import uniform_genomes
 
     uniform = uniform_genomes(SPACE)
-    assert Genome(keep={"a": 0.5, "b": 0.5}) in uniform and all(not g.swap and not g.rank for g in uniform)
+    assert Genome(keep={"a": 0.5, "b": 0.5}) in uniform and all(not g.rank for g in uniform)
+    assert [g for g in uniform if g.swap] == [Genome(swap=("b",))], "the swap family: every swap, nothing else"
+    assert len(set(uniform)) == len(uniform)
+    with_res = SearchSpace((Knob("resolution", "<input>", (1.0, 0.5), 0), Knob("swap", "b", (False, True), 9)))
+    assert uniform_genomes(with_res) == [Genome(resolution=0.5), Genome(swap=("b",)),
+                                         Genome(swap=("b",), resolution=0.5)]
     toy = Toy(budget_ms=8.0, workers=1)
     evolve(toy.context(), trials=len(uniform) * 2, seed=3, population=4)
     tried = [g for r in toy.rounds for g in r]

@@ -19,6 +19,7 @@ from tfcompress.cli.app import main, make_console, user_errors
 @click.option("--space", "space", default=20, show_default=True, type=click.IntRange(min=1), help="Without MODELS: this many random MobileNet/EfficientNet-style architectures (+ FMNIST-CNN) make the LUT.")
 @click.option("--cache", "cache_dir", default="~/.cache/tfcompress/lut", show_default=True, type=click.Path(), help="Per-kernel cache (an interrupted build resumes from it).")
 @click.option("--threads", default=1, show_default=True, type=click.IntRange(min=1), help="LiteRT threads.")
+@click.option("--kernels", "resolver", default=None, type=click.Choice(["default", "builtin"]), help="When building: LiteRT's default kernels (XNNPACK delegate; the default, or what an extended -o file has) or builtin (its own kernels, no delegate; recorded as delegate 'none'): to the search, two different devices.")
 @click.option("--budget-s", default=None, type=float, help="Stop measuring new kernels after this many seconds.")
 @click.option("--export-bundle", "bundle_dir", default=None, type=click.Path(path_type=str), help="Instead of timing here: write one-op models + edge_profile.py to DIR, to time on a device without TensorFlow.")
 @click.option("--import", "import_file", default=None, type=click.Path(path_type=str), help="Import device measurements: edge_profile.py's result.json, a benchmark_model op-profiling CSV, or the Android app's JSON.")
@@ -31,7 +32,7 @@ from tfcompress.cli.app import main, make_console, user_errors
 @click.option("--list", "list_profiles", is_flag=True, help="List the shipped device profiles.")
 @user_errors
 def profile(models: tuple[str, ...], output: str | None, device: str | None, space: int, cache_dir: str, threads: int,
-            budget_s: float | None, bundle_dir: str | None, import_file: str | None, import_models: tuple[str, ...],
+            resolver: str | None, budget_s: float | None, bundle_dir: str | None, import_file: str | None, import_models: tuple[str, ...],
             import_format: str | None, validate_n: int | None, profile_name: str, png: str, check: bool, list_profiles: bool) -> None:
     """Device latency profiles (LUTs): build, export to a device, import, validate.
 
@@ -40,6 +41,7 @@ def profile(models: tuple[str, ...], output: str | None, device: str | None, spa
     space of MobileNet/EfficientNet-style architectures when none are given):
       tfcompress profile -o host.json
       tfcompress profile mobilenet.tflite my_model.keras -o host.json
+      tfcompress profile --kernels builtin -o host-builtin.json   (no XNNPACK)
     \b
     Measure on a Raspberry Pi / ARM board (only numpy + ai-edge-litert there):
       tfcompress profile my_model.keras --export-bundle bundle/
@@ -96,7 +98,8 @@ def profile(models: tuple[str, ...], output: str | None, device: str | None, spa
             out = output or "device_profile.json"
             base = load_profile(out) if Path(out).exists() else None
             prof = build_profile(sources, device=device or "host", cache_dir=os.path.expanduser(cache_dir), base=base,
-                                 threads=threads, time_budget_s=budget_s, command=command, on_progress=step)
+                                 threads=threads, resolver=resolver,
+                                 time_budget_s=budget_s, command=command, on_progress=step)
             save_profile(prof, out)
     if bundle_dir is not None:
         click.echo(f"{info.path}: {info.n_kernels} one-op models"

@@ -24,8 +24,9 @@ from datetime import datetime, timezone
 from typing import Any
 
 from tfcompress.edge import edge_profile
+from tfcompress.errors import TfcompressError
 from tfcompress.hardware.kernels import KernelKey, to_tflite
-from tfcompress.hardware.measure import measure, select_kernels, source_name
+from tfcompress.hardware.measure import measure, resolver_of, select_kernels, source_name
 from tfcompress.hardware.predict import calibrated
 from tfcompress.hardware.profile import DeviceProfile, LutEntry, Observation, Provenance, checked
 
@@ -47,6 +48,7 @@ def build_profile(
     cache_dir: str | os.PathLike[str],
     base: DeviceProfile | None = None,
     threads: int = 1,
+    resolver: str | None = None,
     max_keys: int | None = None,
     time_budget_s: float | None = None,
     observe: bool = True,
@@ -62,11 +64,19 @@ def build_profile(
             a second call finds them and measures only the rest.
         max_keys / time_budget_s: stop early; the most frequent keys (then the
             most expensive, by MACs) are measured first.
+        resolver: "default" (XNNPACK delegate) or "builtin" (LiteRT's own kernels, recorded as delegate
+            "none"); default: `base`'s, else "default".
         observe: also time every source model whole, record it as an
             `Observation` and fit the profile's `Calibration` on all its
             observations (see `tfcompress.hardware.predict`).
         on_progress: called as (done, total, key) after each key timed now.
     """
+    resolver = resolver or (resolver_of(base) if base is not None else "default")
+    if resolver not in edge_profile.RESOLVERS:
+        raise TfcompressError(f"unknown resolver {resolver!r}", f"use one of {', '.join(edge_profile.RESOLVERS)}")
+    if base is not None and resolver_of(base) != resolver:
+        raise TfcompressError(f"the base profile was measured with delegate {base.delegate!r}, not resolver {resolver!r}",
+                              "latencies of another delegate do not mix: make a new profile (another -o)")
     named = [(source_name(src, i), src if isinstance(src, KernelKey) else to_tflite(src))
              for i, src in enumerate(sources)]
     have = base.table() if base is not None else {}
@@ -75,7 +85,8 @@ def build_profile(
         todo = todo[:max_keys]
     models = [(name, c) for name, c in named if not isinstance(c, KernelKey)] if observe else []
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    measured = measure(todo, models, cache_dir=cache_dir, threads=threads, time_budget_s=time_budget_s,
+    measured = measure(todo, models, cache_dir=cache_dir, threads=threads, resolver=resolver,
+                       time_budget_s=time_budget_s,
                        command=command, on_progress=on_progress)
 
     entries = [LutEntry(key, float(r["ms"]), int(r["runs"]), float(r["spread_ms"])) for key, r in measured.kernels]
@@ -88,7 +99,8 @@ def build_profile(
         busy_items=measured.busy_items,
         cpus=measured.cpus,
     )
-    profile = base or DeviceProfile(device=device, runtime=measured.runtime, threads=threads)
+    profile = base or DeviceProfile(device=device, runtime=measured.runtime, threads=threads,
+                                    delegate=edge_profile.DELEGATES[resolver])
     profile = replace(profile.with_entries(entries), overhead_ms=measured.overhead_ms, provenance=prov)
     if not observe:
         return checked(profile, f"the {device!r} profile")

@@ -138,11 +138,18 @@ def _timing(m: edge_profile.Measurement) -> Timing:
     return Timing(m.median_ms, m.mad_ms, m.runs, m.spread_ms, tuple(m.rounds_ms), m.busy, m.p90_ms, m.mean_ms)
 
 
-def prepared(content: bytes, *, threads: int = 1, seed: int = 0) -> Any:
-    """An allocated interpreter of `content` with seeded random inputs set (RuntimeError / ValueError: unusable)."""
+def resolver_of(profile: Any) -> str:
+    """The LiteRT resolver a profile was measured with: "builtin" when its delegate is "none", else "default"."""
+    return next((r for r, d in edge_profile.DELEGATES.items() if d == profile.delegate), "default")
+
+
+def prepared(content: bytes, *, threads: int = 1, seed: int = 0, resolver: str = "default") -> Any:
+    """An allocated interpreter of `content` with seeded random inputs set (RuntimeError / ValueError: unusable).
+
+    `resolver`: "default" (XNNPACK delegate) or "builtin" (LiteRT's own kernels, no delegate)."""
     from tfcompress.runtime import make_interpreter
 
-    interp = make_interpreter(content, num_threads=threads)
+    interp = make_interpreter(content, num_threads=threads, resolver=resolver)
     edge_profile.fill_inputs(interp, seed)
     return interp
 
@@ -166,14 +173,17 @@ def time_interpreters(
 
 def time_tflites(
     contents: Sequence[bytes], *, threads: int = 1, warmup: int = 10, runs: int = 50, budget_s: float = 0.5,
-    rounds: int = edge_profile.ROUNDS, seed: int = 0, chunk: int = edge_profile.CHUNK,
+    rounds: int = edge_profile.ROUNDS, seed: int = 0, chunk: int = edge_profile.CHUNK, resolver: str = "default",
 ) -> list[Timing]:
     """invoke() times of .tflite models on random inputs, interleaved in chunks (the bundle loop's protocol).
+
+    `resolver`: "default" (XNNPACK delegate) or "builtin" (LiteRT's own kernels; `resolver_of(profile)`).
 
     Raises:
         RuntimeError / ValueError: the runtime cannot prepare or run one of them.
     """
-    return time_interpreters([prepared(c, threads=threads, seed=seed) for c in contents], threads=threads,
+    return time_interpreters([prepared(c, threads=threads, seed=seed, resolver=resolver) for c in contents],
+                             threads=threads,
                              warmup=warmup, runs=runs, budget_s=budget_s, rounds=rounds, chunk=chunk)
 
 
@@ -287,6 +297,7 @@ def measure(
     *,
     cache_dir: str | os.PathLike[str],
     threads: int = 1,
+    resolver: str = "default",
     time_budget_s: float | None = None,
     command: str = "",
     on_progress: Progress | None = None,
@@ -294,6 +305,7 @@ def measure(
     """Time `keys` (one-op models) and `models` (name, .tflite) whole, reusing and filling the cache.
 
     Args:
+        resolver: "default" (XNNPACK delegate) or "builtin" (LiteRT's own kernels); cached apart.
         time_budget_s: stop timing kernels after this many seconds (whole models are always timed).
         on_progress: called as (done, total, key) after each kernel timed now (cached ones are not).
 
@@ -303,7 +315,9 @@ def measure(
     from tfcompress.runtime import runtime_version
 
     runtime = runtime_version()
-    tag = f"{runtime.replace(' ', '_')}-t{threads}"
+    if resolver not in edge_profile.RESOLVERS:
+        raise TfcompressError(f"unknown resolver {resolver!r}", f"use one of {', '.join(edge_profile.RESOLVERS)}")
+    tag = f"{runtime.replace(' ', '_')}-t{threads}" + ("" if resolver == "default" else f"-{resolver}")
     cache = Path(cache_dir)
     cache.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -350,7 +364,7 @@ def measure(
             write_bundle(Path(tmp), kernel_models, model_list, overhead=overhead_model_bytes(), threads=threads,
                          command=command)
             try:
-                result = edge_profile.run_bundle(tmp, Path(tmp) / edge_profile.RESULT_NAME, threads,
+                result = edge_profile.run_bundle(tmp, Path(tmp) / edge_profile.RESULT_NAME, threads, resolver,
                                                  overhead_ms=overhead, stop_after_s=stop_after_s, on_result=remember)
             except EdgeError as exc:
                 raise TfcompressError(exc.message, exc.hint) from None

@@ -237,7 +237,7 @@ def search(
                             key=lambda r: (-round(r.accuracy, 6), r.key))
             finalists = list(dict.fromkeys([chosen.key()] + [r.key for r in ranked]))[: s.finalists]
             todo = [state.trials[k].genome if k in state.trials else chosen for k in finalists if k not in timed]
-            for key, ms in _time(predictor, todo, say).items():
+            for key, ms in _time(predictor, todo, say, profile).items():
                 timed[key] = ms
                 state.add_timing(key, ms)  # a resumed search decides on the same figures
             fits = [k for k in finalists if timed[k] <= s.latency_ms]
@@ -287,13 +287,14 @@ def _completed(profile: Any, original: Any, space: Any, state: SearchState, say:
     return done
 
 
-def _time(predictor: Predictor, genomes: list[Genome], say: Callable[[str], None]) -> dict[str, float]:
-    from tfcompress.hardware.measure import time_tflites
+def _time(predictor: Predictor, genomes: list[Genome], say: Callable[[str], None], profile: Any) -> dict[str, float]:
+    """Finalists timed here as the profile runs them (its threads and delegate), under the timing protocol."""
+    from tfcompress.hardware.measure import resolver_of, time_tflites
 
     if not genomes:
         return {}
-    say(f"timing {len(genomes)} finalists here (interleaved rounds)")
-    got = time_tflites([predictor.tflite(g) for g in genomes])
+    say(f"timing {len(genomes)} finalists here ({profile.delegate}, {profile.threads} thread(s); interleaved rounds)")
+    got = time_tflites([predictor.tflite(g) for g in genomes], threads=profile.threads, resolver=resolver_of(profile))
     if any(t.busy for t in got):
         say("warning: other processes used the CPU while finalists were timed; measured latencies are high")
     return {g.key(): t.median_ms for g, t in zip(genomes, got)}
@@ -327,10 +328,11 @@ def _finish(model: Any, data: Any, val_data: Any, s: SearchSettings, profile: An
         verify = result.report.convert.verify
         final_acc = verify.accuracy.tflite if verify is not None and verify.accuracy is not None else None
         if measuring:
-            from tfcompress.hardware.measure import time_tflites
+            from tfcompress.hardware.measure import resolver_of, time_tflites
 
             say("timing the result next to the original (interleaved)")
-            t = time_tflites([result.convert.tflite, predictor.tflite(Genome())])
+            t = time_tflites([result.convert.tflite, predictor.tflite(Genome())], threads=profile.threads,
+                             resolver=resolver_of(profile))
             measured, orig_measured = t[0].median_ms, t[1].median_ms
         paths = _write(out, recipe_yaml, points, front, s, profile, chosen)
         paths["tflite"] = str(out / "best.tflite")

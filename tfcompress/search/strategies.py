@@ -118,11 +118,14 @@ def _sample(trial: Any, space: SearchSpace) -> Genome:
 
 
 def uniform_genomes(space: SearchSpace) -> list[Genome]:
-    """One knob family at a time, uniformly: each resolution level alone, then every group at each keep level.
+    """Knob families applied uniformly: each resolution level alone, every group at each keep level, then every
+    swap at once, alone and at each resolution level.
 
     Random genomes over tens of knobs mostly combine many swaps and cuts, which a short fine-tune cannot
     recover (measured: 24 random NSGA-II genomes of a 21-knob CNN all scored near chance); these are what a
-    user would try by hand, so the population starts from them."""
+    user would try by hand, so the population starts from them. The swap family is there because devices price
+    it differently (on this CPU XNNPACK gains from separable convolutions, LiteRT's builtin kernels barely:
+    benchmarks/codesign.py), so it is where two devices' searches part."""
     out: list[Genome] = []
     res = next((k for k in space.knobs if k.kind == "resolution"), None)
     if res is not None:
@@ -133,6 +136,12 @@ def uniform_genomes(space: SearchSpace) -> list[Genome]:
         for k in keeps:  # the knob's own level that keeps as many channels as v does
             g = k.set(g, next(lv for lv in k.levels if kept_channels(k.size, lv) == kept_channels(k.size, v)))
         out.append(g)
+    swaps = [k for k in space.knobs if k.kind == "swap"]
+    if swaps:
+        every = Genome()
+        for k in swaps:
+            every = k.set(every, True)
+        out += [every] + ([res.set(every, v) for v in res.levels[1:]] if res is not None else [])
     return out
 
 
