@@ -1,0 +1,11 @@
+// STUB for compile checks only (tests/test_android_app.py): the signatures MainActivity calls, mirroring the
+// real Android SDK; every body throws. Never packaged: Android Studio builds against the real android.jar / LiteRT AAR.
+package android.content;
+
+import android.net.Uri;
+import java.io.FileNotFoundException;
+import java.io.InputStream;
+
+public abstract class ContentResolver {
+    public final InputStream openInputStream(Uri uri) throws FileNotFoundException { throw new RuntimeException("Stub!"); }
+}

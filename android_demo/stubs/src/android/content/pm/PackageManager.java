@@ -1,0 +1,10 @@
+// STUB for compile checks only (tests/test_android_app.py): the signatures MainActivity calls, mirroring the
+// real Android SDK; every body throws. Never packaged: Android Studio builds against the real android.jar / LiteRT AAR.
+package android.content.pm;
+
+public abstract class PackageManager {
+    public static class NameNotFoundException extends Exception {
+    }
+
+    public abstract PackageInfo getPackageInfo(String packageName, int flags) throws NameNotFoundException;
+}

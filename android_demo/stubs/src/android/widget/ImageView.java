@@ -1,0 +1,10 @@
+// STUB for compile checks only (tests/test_android_app.py): the signatures MainActivity calls, mirroring the
+// real Android SDK; every body throws. Never packaged: Android Studio builds against the real android.jar / LiteRT AAR.
+package android.widget;
+
+import android.graphics.Bitmap;
+import android.view.View;
+
+public class ImageView extends View {
+    public void setImageBitmap(Bitmap bm) { throw new RuntimeException("Stub!"); }
+}

@@ -1,0 +1,7 @@
+// STUB for compile checks only (tests/test_android_app.py): the signatures MainActivity calls, mirroring the
+// real LiteRT API (com.google.ai.edge.litert:litert); every body throws. Never packaged: Android Studio builds against the real android.jar / LiteRT AAR.
+package org.tensorflow.lite;
+
+public final class TensorFlowLite {
+    public static String runtimeVersion() { throw new RuntimeException("Stub!"); }
+}

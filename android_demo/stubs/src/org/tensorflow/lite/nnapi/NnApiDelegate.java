@@ -1,0 +1,13 @@
+// STUB for compile checks only (tests/test_android_app.py): the signatures MainActivity calls, mirroring the
+// real LiteRT API (com.google.ai.edge.litert:litert); every body throws. Never packaged: Android Studio builds against the real android.jar / LiteRT AAR.
+package org.tensorflow.lite.nnapi;
+
+import org.tensorflow.lite.Delegate;
+
+public class NnApiDelegate implements Delegate, AutoCloseable {
+    public NnApiDelegate() { throw new RuntimeException("Stub!"); }
+    @Override
+    public long getNativeHandle() { throw new RuntimeException("Stub!"); }
+    @Override
+    public void close() { throw new RuntimeException("Stub!"); }
+}
