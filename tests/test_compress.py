@@ -145,6 +145,16 @@ def test_cli_compress_and_recipe_errors(tmp_path):
                                   "--data", str(tmp_path / "d.npz"), "-o", str(tmp_path / "o.tflite")])
     assert r.exit_code == 0, r.output
     assert (tmp_path / "o.tflite").exists() and "after each stage" in r.output
+    # a pipe / 80 columns: the narrow tables, no cell cut to "flo…", every line within 80 columns (issue 17)
+    tables = r.output[r.output.index("after each stage"):]
+    assert "…" not in tables and max(len(line) for line in tables.splitlines()) <= 80, tables
+    assert "gzip B" not in tables and "every column with --wide" in tables and "int8 acc" in tables
+    r = CliRunner().invoke(main, ["compress", str(tmp_path / "m.keras"), "--recipe", str(tmp_path / "r.yaml"),
+                                  "--data", str(tmp_path / "d.npz"), "-o", str(tmp_path / "w.tflite"), "--wide"],
+                           terminal_width=200)
+    assert r.exit_code == 0, r.output
+    assert "gzip" in r.output and "unique" in r.output and "every column with --wide" not in r.output
+    assert "…" not in r.output[r.output.index("after each stage"):], "wide cells fold, never cut"
     (tmp_path / "bad.yaml").write_text("name: q\nstages:\n  - technique: prune\n    epochz: 1\n")
     r = CliRunner().invoke(main, ["compress", str(tmp_path / "m.keras"), "--recipe", str(tmp_path / "bad.yaml"),
                                   "--data", str(tmp_path / "d.npz"), "-o", str(tmp_path / "p.tflite")])

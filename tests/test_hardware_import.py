@@ -276,6 +276,33 @@ def test_android_benchmark_matches_models_by_sha256():
     assert predict_latency_ms(TINY, to_profile(imp)).lut_hit_rate == 1.0
 
 
+def test_android_energy_is_kept_on_the_models_observation(tmp_path):
+    """`latency_ms.energy` from the app's battery readings becomes the observation's energy per inference, saved
+    and loaded with the profile; an `unavailable` reason is a warning, not an error."""
+    from tfcompress.hardware.importers import to_profile
+    from tfcompress.hardware.profile import load_profile, save_profile
+
+    doc = json.loads(ANDROID.read_text())
+    doc["models"][0]["latency_ms"]["energy"] = {"samples": 40, "power_mw_mean": 1755.0, "mj_per_inference": 0.046,
+                                                "mj_per_inference_above_baseline": 0.012}
+    path = tmp_path / "energy.json"
+    path.write_text(json.dumps(doc))
+    (obs,) = _import(path, models=[TINY]).observations
+    assert (obs.energy_mj, obs.energy_above_idle_mj) == (0.046, 0.012)
+    saved = save_profile(to_profile(_import(path, models=[TINY])), tmp_path / "phone.json")
+    (again,) = load_profile(saved).observations
+    assert (again.energy_mj, again.energy_above_idle_mj) == (0.046, 0.012)
+
+    doc["models"][0]["latency_ms"]["energy"] = {"unavailable": "the phone was charging"}
+    path.write_text(json.dumps(doc))
+    imp = _import(path, models=[TINY])
+    assert imp.observations[0].energy_mj is None
+    assert any("has no energy: the phone was charging" in w for w in imp.warnings)
+    doc["models"][0]["latency_ms"]["energy"] = {"mj_per_inference": -1.0}
+    path.write_text(json.dumps(doc))
+    with pytest.raises(TfcompressError, match="mj_per_inference"):
+        _import(path, models=[TINY])
+
 def test_android_sha_mismatch_warns_naming_both_sides(other_model):
     imp = _import(ANDROID, models=[other_model])
     assert imp.observations == () and len(imp.entries) == 1  # only the bundle kernel

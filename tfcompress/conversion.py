@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from tfcompress.errors import ConversionError, DataError
+from tfcompress.errors import ConversionError, DataError, TfcompressError
 from tfcompress.export.outputs import check_outputs, write_outputs
 from tfcompress.export.report import CalibrationInfo, ConvertReport, OpRow, PredictedLatency, SizeInfo, versions
 from tfcompress.types import IOType, Mode, PrecisionRule
@@ -205,7 +205,7 @@ def convert(
     else:
         converter = conv.build_converter(source, opts.mode, io, representative)
         tflite = conv.run_converter(converter, f"model '{source.name}'")
-    sparse_note = None
+    sparse_note = bridge_note = None
     if opts.sparse:
         # The sparse encoding's index arrays cost more than they save below ~60-70% zeros:
         # convert both ways and keep the smaller file.
@@ -228,7 +228,13 @@ def convert(
         precision_info = read_back(tflite, mixed.plan, source.layer_names(), opts.precision, opts.mode.value)
         check_read_back(precision_info, opts.allow_float_fallback)
         check = replace(check, problems=tuple(p for p in check.problems if p.startswith("tensor ")))
-    elif check.float_ops and not opts.allow_float_fallback:
+    elif check.float_ops and (twin := _through_tf_keras(source, opts, io, representative, float_inputs)):
+        layers = sorted({name for op in check.float_ops for name in op.layers})
+        bridge_note = (f"converted through the tf_keras rebuild of the model (same weights): Keras 3 lowers "
+                       f"{', '.join(layers)[:200] or 'some layers'} to ops without {opts.mode.value} kernels "
+                       "(LayerNormalization: NEG); verified against the original Keras 3 model")
+        tflite, tfl, check = twin
+    if check.float_ops and not opts.allow_float_fallback and mixed is None:
         listed = "; ".join(op.describe() for op in check.float_ops[:5])
         more = f" and {len(check.float_ops) - 5} more" if len(check.float_ops) > 5 else ""
         raise ConversionError(
@@ -292,7 +298,7 @@ def convert(
     )
     resolver = verify_report.resolver if verify_report else "default"
     notes = verify_report.notes if verify_report else ()
-    report_notes = tuple(n for n in (sparse_note, predict_note) if n)
+    report_notes = tuple(n for n in (sparse_note, bridge_note, predict_note) if n)
     if report_notes:
         report = replace(report, notes=report_notes)
     meta = build_meta(
@@ -314,6 +320,28 @@ def convert(
     return ConvertResult(tflite, out, report, meta, report_path, meta_path)
 
 
+def _through_tf_keras(source: Any, opts: ConvertOptions, io: Any, representative: Any,
+                      float_inputs: list[bool]) -> tuple[bytes, Any, Any] | None:
+    """A Keras 3 model converted through its tf_keras rebuild (`tfcompress.bridge`, same weights), when that has
+    no float ops: Keras 3 lowers some layers (LayerNormalization: NEG) to ops without int8 kernels that tf_keras
+    lowers to int8-able ones, which is why `compress` (which trains the rebuild) got a full-int8 file and
+    `convert` did not. None when the model is not Keras 3, cannot be rebuilt, or the rebuild has float ops too."""
+    if source.flavor != "keras3" or source.model is None or opts.sparse:
+        return None
+    from tfcompress.bridge import to_tf_keras
+    from tfcompress.errors import BridgeError
+    from tfcompress.export import converter as conv
+    from tfcompress.export.tflite_file import read_tflite
+
+    try:
+        twin = replace(source, model=to_tf_keras(source.model), flavor="tf_keras")
+    except BridgeError:
+        return None
+    tflite = conv.run_converter(conv.build_converter(twin, opts.mode, io, representative), f"model '{source.name}'")
+    tfl = read_tflite(tflite)
+    check = conv.check_promises(tfl, opts.mode, io, twin.layer_names(), float_inputs)
+    return None if check.float_ops or check.problems else (tflite, tfl, check)
+
 def _predict(tflite: bytes, mode: str, profile: DeviceProfile | None, layer_names: Any) -> tuple[PredictedLatency | None, str | None]:
     """The predicted latency on `profile`'s device, or why there is none."""
     if profile is None:
@@ -323,7 +351,11 @@ def _predict(tflite: bytes, mode: str, profile: DeviceProfile | None, layer_name
 
     if mode != profile.dtype:
         return None, f"no predicted latency: device profile '{profile.device}' is {profile.dtype}, the model is {mode}"
-    pred = LatencyModel(profile).predict(kernels_of(tflite, list(layer_names)))
+    try:
+        pred = LatencyModel(profile).predict(kernels_of(tflite, list(layer_names)))
+    except (TfcompressError, ValueError, KeyError) as exc:  # the model's ops are beyond the predictor: say so
+        reason = exc.message if isinstance(exc, TfcompressError) else f"{type(exc).__name__}: {exc}"
+        return None, f"not predicted ({reason[:300]})"
     return PredictedLatency(
         **pred.to_dict(), threads=profile.threads, runtime=profile.runtime, delegate=profile.delegate
     ), None

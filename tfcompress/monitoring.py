@@ -82,17 +82,26 @@ class LatencyLogger(_compression_logger_base()):  # type: ignore[misc]
         self.log_dir = log_dir
         self.inference_model = inference_model or strip_training_wrappers
         self.history: list[float] = []
-        self._by_architecture: dict[str, float] = {}
+        self._by_architecture: dict[str, float | None] = {}
+        self.not_predicted: str | None = None  # why the last architecture has no prediction
         self._writer = None
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         from tfcompress.hardware.predict import predict_latency_ms
 
+        from tfcompress.errors import TfcompressError
+
         model = self.inference_model(self.model)
         arch = model.to_json()
         if arch not in self._by_architecture:
-            self._by_architecture[arch] = predict_latency_ms(model, self.latency_model).total_ms
+            try:
+                self._by_architecture[arch] = predict_latency_ms(model, self.latency_model).total_ms
+            except TfcompressError as exc:  # a model the predictor cannot cover is not a failed training
+                self._by_architecture[arch] = None
+                self.not_predicted = f"not predicted ({exc.message[:300]})"
         ms = self._by_architecture[arch]
+        if ms is None:
+            return
         self.history.append(ms)
         if logs is not None:
             logs["predicted_latency_ms"] = ms

@@ -47,6 +47,10 @@ def render(report: ConvertReport, console: Any) -> None:
             )
         for o in v.outputs:
             agree = f", top-1 agreement {100 * o.top1_agreement:.2f}%" if o.top1_agreement is not None else ""
+            if o.near_ties:  # low agreement from near-ties reads like a broken conversion: say which it is
+                rest = (f"; {100 * o.decisive_agreement:.2f}% on the others" if o.decisive_agreement is not None
+                        else "")
+                agree += f" ({100 * o.near_ties:.0f}% near-ties within one output step{rest})"
             snr = "inf" if not math.isfinite(o.snr_db) else f"{o.snr_db:.1f}"
             summary.add_row(f"output {o.name}", f"SNR {snr} dB, max |err| {o.max_abs_error:.4g}{agree}")
         lat = v.latency
@@ -91,37 +95,60 @@ def render_precision(info: Any, console: Any) -> None:
     console.print(table)
 
 
-def render_stages(report: CompressReport, console: Any) -> None:
-    """The per-stage table of a `compress` run (and read-back weight statistics)."""
+WIDE_COLUMNS = 120  # below this many terminal columns the stage and weight tables are the narrow ones
+NARROW_WEIGHT_ROWS = 12  # the narrow weight table: the largest tensors only
+
+
+def render_stages(report: CompressReport, console: Any, wide: bool | None = None) -> None:
+    """The per-stage table of a `compress` run (and read-back weight statistics).
+
+    `wide` None: wide when the console has >= WIDE_COLUMNS columns. Narrow (80 columns, a pipe): the columns
+    that decide (accuracy, size, latency), numbers never cut, and the largest weights only; the rest is in
+    the report JSON and with `--wide`.
+    """
     from rich.table import Table
 
+    wide = console.width >= WIDE_COLUMNS if wide is None else wide
+    cols = ("stage", "epochs", "float acc", "int8 acc", ".tflite B", "gzip B", "latency ms", "predicted ms",
+            "sparsity", "max unique", "s")
+    show = cols if wide else ("stage", "float acc", "int8 acc", ".tflite B", "predicted ms", "s")
     table = Table(title=f"recipe {report.recipe.name}: after each stage", title_justify="left")
-    for col in ("stage", "epochs", "float acc", "int8 acc", ".tflite B", "gzip B", "latency ms", "predicted ms", "sparsity", "max unique", "s"):
-        table.add_column(col, justify="left" if col == "stage" else "right")
+    for col in show:
+        table.add_column(col, justify="left" if col == "stage" else "right", overflow="fold")
 
     def pct(v: float | None) -> str:
         return "-" if v is None else f"{100 * v:.2f}%"
 
     for s in report.stages:
-        table.add_row(
+        cells = dict(zip(cols, (
             f"{s.index} {s.technique}", str(s.epochs), pct(s.float_accuracy), pct(s.int8_accuracy),
             f"{s.tflite_bytes:,}" if s.tflite_bytes else "-", f"{s.gzip_bytes:,}" if s.gzip_bytes else "-",
             f"{s.latency_ms:.3f}" if s.latency_ms is not None else "-",
             f"{s.predicted_ms:.3f}" if s.predicted_ms is not None else "-", f"{100 * s.mean_sparsity:.1f}%",
             str(s.max_unique), f"{s.seconds:.0f}",
-        )
+        )))
+        table.add_row(*(cells[c] for c in show))
     console.print(table)
 
     if report.weights:
-        weights = Table(title="weights read back from the .tflite", title_justify="left")
-        for col in ("tensor", "op", "shape", "encoding", "zeros", "unique / channel", "stored B"):
-            weights.add_column(col, justify="left" if col in ("tensor", "op", "encoding") else "right")
-        for w in report.weights:
-            weights.add_row(
-                w.tensor[-40:], w.op_type, "x".join(map(str, w.shape)), w.encoding, f"{100 * w.zeros:.1f}%",
-                str(w.unique_per_channel), f"{w.stored_bytes:,}",
-            )
+        rows = list(report.weights) if wide else sorted(report.weights, key=lambda w: -w.stored_bytes)[:NARROW_WEIGHT_ROWS]
+        weights = Table(title="weights read back from the .tflite" + ("" if wide else ": the largest"),
+                        title_justify="left")
+        wcols = ("tensor", "op", "shape", "encoding", "zeros", "unique / channel", "stored B")
+        wshow = wcols if wide else ("tensor", "shape", "zeros", "unique / channel", "stored B")
+        for col in wshow:
+            weights.add_column(col, justify="left" if col in ("tensor", "op", "encoding") else "right",
+                               overflow="fold")
+        for w in rows:
+            cells = dict(zip(wcols, (w.tensor[-40:] if wide else w.tensor[-24:], w.op_type, "x".join(map(str, w.shape)),
+                                     w.encoding, f"{100 * w.zeros:.1f}%", str(w.unique_per_channel),
+                                     f"{w.stored_bytes:,}")))
+            weights.add_row(*(cells[c] for c in wshow))
         console.print(weights)
+    if not wide:
+        more = len(report.weights) - NARROW_WEIGHT_ROWS
+        console.print("[dim]narrow tables" + (f" ({more} smaller weight tensors not shown)" if more > 0 else "")
+                      + ": every column with --wide, or in the report JSON[/]")
 
 
 _SHORT_OPS = {"CONV_2D": "conv", "DEPTHWISE_CONV_2D": "dw", "FULLY_CONNECTED": "fc", "BATCH_MATMUL": "matmul"}

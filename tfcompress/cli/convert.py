@@ -219,10 +219,11 @@ class _ListsShippedRecipes(click.Command):
 @click.option("--unsafe", is_flag=True, help="Allow Lambda layers and custom classes (runs code from the model file).")
 @click.option("--device", default="host", show_default=True, help="Device profile for the predicted latency per epoch, per stage and in the report: a shipped name (tfcompress profile --list), a profile JSON, or 'none'.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of tables.")
+@click.option("--wide/--narrow", "wide", default=None, help="Every column of the stage and weight tables and every weight (default: wide on terminals of 120+ columns; narrow in a pipe or at 80).")
 @user_errors
 def compress(model: str, output: str, recipe: str | None, data: str, val_data: str | None, x_key: str, y_key: str,
              image_scale: str | None, log_dir: str | None, backup_dir: str | None, no_stage_metrics: bool, unsafe: bool,
-             device: str, as_json: bool) -> None:
+             device: str, as_json: bool, wide: bool | None) -> None:
     """Run a compression RECIPE on MODEL with fine-tuning, then convert and verify.
 
     \b
@@ -249,7 +250,7 @@ def compress(model: str, output: str, recipe: str | None, data: str, val_data: s
         click.echo(Path(result.convert.report_path or "").read_text() if result.convert.report_path else "{}")
         return
     render(result.convert.report, console)
-    render_stages(result.report, console)
+    render_stages(result.report, console, wide)
     console.print(f"wrote {output} (recipe {result.recipe.name})")
 
 

@@ -150,6 +150,10 @@ def _import_profile(path: str, models: tuple[str, ...], fmt: str | None, output:
     click.echo(f"{out}: {len(imported.entries)} kernel(s) and {len(imported.observations)} model(s) imported from "
                f"{imported.source_format}; the profile has {len(prof.entries)} kernels ({prof.device}, {prof.runtime}, "
                f"{prof.delegate}, {prof.threads} thread(s))")
+    for o in imported.observations:
+        if o.energy_mj is not None:
+            above = f", {o.energy_above_idle_mj:.4f} mJ above idle" if o.energy_above_idle_mj is not None else ""
+            click.echo(f"  {o.name}: {o.measured_ms:.3f} ms, {o.energy_mj:.4f} mJ per inference{above}")
 
 
 def _validate_profile(n: int, profile_name: str, png: str) -> None:

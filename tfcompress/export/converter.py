@@ -183,11 +183,17 @@ def convert_int8_random(model: Any, *, samples: int = 4, seed: int = 0, what: st
 
     what = what or f"model '{model.name}'"
     shapes = [(1, *(_fixed_dim(d, what, t) for d in t.shape[1:])) for t in model.inputs]  # batch 1
+    dtypes = [np.dtype(getattr(t.dtype, "as_numpy_dtype", t.dtype)) for t in model.inputs]
     rng = np.random.default_rng(seed)
+
+    def sample(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        if np.issubdtype(dtype, np.integer) or dtype == np.bool_:  # token ids, indices, masks: 0 / 1 are valid
+            return rng.integers(0, 2, size=shape).astype(dtype)
+        return rng.uniform(-1, 1, size=shape).astype(np.float32)
 
     def representative() -> Iterator[list[Any]]:
         for _ in range(samples):
-            yield [rng.uniform(-1, 1, size=s).astype(np.float32) for s in shapes]
+            yield [sample(s, d) for s, d in zip(shapes, dtypes)]
 
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]

@@ -44,6 +44,11 @@ class OutputMetrics:
     max_abs_error: float
     mean_abs_error: float
     top1_agreement: float | None  # fraction; None when the output is not a class vector
+    # Class vectors: samples whose float top-1 leads its runner-up by no more than one output step (the output's
+    # quantization scale, or for a float output the largest error seen) can flip on rounding alone: near-ties.
+    near_ties: float | None = None  # fraction of samples that are near-ties
+    decisive_agreement: float | None = None  # top-1 agreement on the other samples (None: all are near-ties)
+    step: float | None = None  # the output step the margins were compared with
 
 
 @dataclass(frozen=True)
@@ -211,18 +216,30 @@ def match_outputs(source_outs: list[np.ndarray], tflite_outs: list[np.ndarray]) 
     return order
 
 
-def output_metrics(name: str, ref: np.ndarray, out: np.ndarray) -> OutputMetrics:
-    """SNR, error and (for class vectors) top-1 agreement of one output."""
+def output_metrics(name: str, ref: np.ndarray, out: np.ndarray, step: float | None = None) -> OutputMetrics:
+    """SNR, error and (for class vectors) top-1 agreement of one output, with near-ties set apart.
+
+    `step`: the output's quantization scale (None: a float output; the largest error seen stands in for it).
+    An untrained or near-uniform model has most samples within a step of a tie, so its agreement is low while
+    its SNR is high: `near_ties` and `decisive_agreement` say which it is.
+    """
     ref = ref.astype(np.float64)
     out = out.astype(np.float64)
     noise = float(np.sum((ref - out) ** 2))
     signal = float(np.sum(ref**2))
     snr = float("inf") if noise == 0 else 10.0 * np.log10(max(signal, 1e-30) / noise)
-    top1 = None
-    if ref.ndim == 2 and ref.shape[1] > 1:
-        top1 = float(np.mean(np.argmax(ref, axis=1) == np.argmax(out, axis=1)))
     err = np.abs(ref - out)
-    return OutputMetrics(name, tuple(int(d) for d in ref.shape[1:]), snr, float(err.max()), float(err.mean()), top1)
+    top1 = ties = decisive = used = None
+    if ref.ndim == 2 and ref.shape[1] > 1 and len(ref):
+        same = np.argmax(ref, axis=1) == np.argmax(out, axis=1)
+        top1 = float(np.mean(same))
+        used = float(step) if step is not None and step > 0 else float(err.max())
+        two = np.sort(ref, axis=1)[:, -2:]
+        tie = (two[:, 1] - two[:, 0]) <= used
+        ties = float(np.mean(tie))
+        decisive = float(np.mean(same[~tie])) if (~tie).any() else None
+    return OutputMetrics(name, tuple(int(d) for d in ref.shape[1:]), snr, float(err.max()), float(err.mean()), top1,
+                         ties, decisive, used)
 
 
 def verify(
@@ -255,7 +272,9 @@ def verify(
     order = match_outputs(ref, got_all)
     got = [got_all[j] for j in order]
     names = [runner.outputs[j]["name"] for j in order]
-    outputs = tuple(output_metrics(n, r, g) for n, r, g in zip(names, ref, got))
+    scales = [runner.outputs[j]["quantization"][0] if runner.outputs[j]["dtype"] != np.float32 else None
+              for j in order]
+    outputs = tuple(output_metrics(n, r, g, step) for n, r, g, step in zip(names, ref, got, scales))
     accuracy = None
     if samples.y is not None and ref[0].ndim == 2 and ref[0].shape[1] > 1:
         y = np.asarray(samples.y).reshape(-1)

@@ -81,6 +81,8 @@ class Observation:
     name: str
     measured_ms: float
     kernels: tuple[KernelKey, ...]
+    energy_mj: float | None = None  # per inference, whole device (the Android app's battery readings)
+    energy_above_idle_mj: float | None = None  # the same above the idle draw measured just before
 
 
 @dataclass(frozen=True)
@@ -150,7 +152,8 @@ class DeviceProfile:
             ],
             "calibration": vars(self.calibration).copy(),
             "observations": [
-                {"name": o.name, "measured_ms": o.measured_ms, "kernels": [k.to_json() for k in o.kernels]}
+                {"name": o.name, "measured_ms": o.measured_ms, "kernels": [k.to_json() for k in o.kernels],
+                 **{f: getattr(o, f) for f in ("energy_mj", "energy_above_idle_mj") if getattr(o, f) is not None}}
                 for o in self.observations
             ],
         }
@@ -203,6 +206,8 @@ class _ObservationDoc(Closed):
     name: Name
     measured_ms: Ms
     kernels: tuple[KeyDoc, ...]
+    energy_mj: Annotated[Number, Field(ge=0)] | None = None
+    energy_above_idle_mj: Number | None = None  # may be < 0: the idle draw varies
 
 
 class ProfileDoc(Closed):
@@ -231,8 +236,8 @@ class ProfileDoc(Closed):
             provenance=Provenance(**self.provenance.model_dump()),
             entries=tuple(LutEntry(e.key.key(), e.ms, e.runs, e.spread_ms) for e in self.entries),
             calibration=Calibration(**self.calibration.model_dump()),
-            observations=tuple(Observation(o.name, o.measured_ms, tuple(k.key() for k in o.kernels))
-                               for o in self.observations),
+            observations=tuple(Observation(o.name, o.measured_ms, tuple(k.key() for k in o.kernels), o.energy_mj,
+                                           o.energy_above_idle_mj) for o in self.observations),
         )
 
 

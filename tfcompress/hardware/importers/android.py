@@ -3,12 +3,13 @@
 Its models are matched by sha256 to the .tflite files passed with it. The
 schema is ours (docs/latency.md) and closed, except the free-form parts the app
 fills from the phone: `device` and the `latency_ms` statistics may carry more
-than we read.
+than we read. `latency_ms.energy` (battery-based energy per inference, whole phone and
+above its idle draw) is kept on the model's observation in the profile.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -23,7 +24,7 @@ from tfcompress.hardware.importers.source import (
     schema_is,
 )
 from tfcompress.hardware.profile import LutEntry, Observation
-from tfcompress.hardware.schema import Closed, Count, Int, Ms, Name, Open, Str, parse
+from tfcompress.hardware.schema import Closed, Count, Int, Ms, Name, Number, Open, Str, parse
 
 __all__ = ["ANDROID_BENCHMARK_SCHEMA", "AndroidBenchmarkDoc", "FORMAT"]
 
@@ -38,8 +39,17 @@ class _DeviceDoc(Open):
     abi: Str | None = None
 
 
+class _EnergyDoc(Open):
+    """The app's battery-based energy (android_demo/core Energy.kt); `unavailable` says why there is none."""
+
+    mj_per_inference: Annotated[Number, Field(ge=0)] | None = None
+    mj_per_inference_above_baseline: Number | None = None
+    unavailable: Str | None = None
+
+
 class _LatencyDoc(Open):
     median: Ms
+    energy: _EnergyDoc | None = None
 
 
 class _OpDoc(Closed):
@@ -95,7 +105,12 @@ def _parse(source: MeasurementFile, models: list[TfliteFile], device: str | None
                     "the per-op profile does not belong to this model; write the file again",
                 )
             entries.append(LutEntry(key, op.ms, entry.runs or 0, 0.0))
-        observations.append(Observation(entry.name, entry.latency_ms.median, tuple(u.key for u in model.uses)))
+        energy = entry.latency_ms.energy
+        if energy is not None and energy.mj_per_inference is None and energy.unavailable:
+            warnings.append(f"{source.path}: models[{i}] {entry.name!r} has no energy: {energy.unavailable[:300]}")
+        observations.append(Observation(entry.name, entry.latency_ms.median, tuple(u.key for u in model.uses),
+                                        energy.mj_per_inference if energy is not None else None,
+                                        energy.mj_per_inference_above_baseline if energy is not None else None))
     for m in models:
         if m.sha256 not in used:
             warnings.append(
