@@ -146,6 +146,9 @@ def test_cli_compress_and_recipe_errors(tmp_path):
     assert r.exit_code == 0, r.output
     assert (tmp_path / "o.tflite").exists() and "after each stage" in r.output
     # a pipe / 80 columns: the narrow tables, no cell cut to "flo…", every line within 80 columns (issue 17)
+    saved = json.loads((tmp_path / "o.report.json").read_text())
+    assert saved["plain_convert_bytes"] > 0, "the original converted as is, for the size comparison"
+    assert (saved["size_note"] is None) == ((tmp_path / "o.tflite").stat().st_size <= saved["plain_convert_bytes"])
     tables = r.output[r.output.index("after each stage"):]
     assert "…" not in tables and max(len(line) for line in tables.splitlines()) <= 80, tables
     assert "gzip B" not in tables and "every column with --wide" in tables and "int8 acc" in tables
@@ -223,3 +226,19 @@ def test_unknown_device_fails_before_any_training(fmnist):
     recipe = parse_recipe_dict({"name": "p", "stages": [{"technique": "prune", "epochs": 1}]})
     with pytest.raises(TfcompressError, match="unknown device 'pixel99'"):
         compress(fmnist_cnn("tf_keras"), recipe, (x[:64], y[:64]), device="pixel99")
+
+
+def test_a_result_larger_than_plain_convert_says_why(tmp_path):
+    """Issue 17: `compress` never gives a file larger than `convert` of the same model without saying why."""
+    from tfcompress.compression import _against_plain_convert
+    from tfcompress.conversion import ConvertOptions
+    model = fmnist_cnn("tf_keras")
+    calib, _ = _data(64, (28, 28, 1))
+    rec = parse_recipe_dict({"name": "p", "stages": [{"technique": "prune", "epochs": 1}]})
+    said: list[str] = []
+    plain, note = _against_plain_convert(model, model, calib, ConvertOptions(calib_samples=32), rec, 10**9, said.append)
+    assert plain and plain < 10**9 and note is not None
+    assert f"({plain:,} B" in note and "sparse: true" in note, note
+    assert any("as is" in m for m in said)
+    same, none = _against_plain_convert(model, model, calib, ConvertOptions(calib_samples=32), rec, plain, said.append)
+    assert (same, none) == (plain, None), "not larger: nothing to explain"

@@ -206,7 +206,12 @@ def compress(
     )
     final = convert(current, calib, verify_data=val if verify else None, options=options, on_progress=say, output=None)
     convert_report = dataclasses.replace(final.report, output=str(out)) if out is not None else final.report
-    report = CompressReport(convert_report, RecipeRef(rec.name, rec.source), tuple(results), _weight_stats(final.tflite))
+    plain, size_note = _against_plain_convert(keras_model, current, loaded[0].take(0, export.calib_samples), options,
+                                              rec, len(final.tflite), say)
+    if size_note is not None:
+        warn(size_note)
+    report = CompressReport(convert_report, RecipeRef(rec.name, rec.source), tuple(results), _weight_stats(final.tflite),
+                            plain, size_note)
     if out is not None:
         meta = dict(final.meta)
         meta["model_file"] = out.name
@@ -216,6 +221,38 @@ def compress(
         final = ConvertResult(final.tflite, out, convert_report, meta, report_path, meta_path)
     return CompressResult(final, report, rec, current)
 
+
+_SIZE_REASONS = {
+    "prune": "pruning zeros weights but int8 stores a zero like any value: add `sparse: true` to the recipe's export "
+             "(pays above ~60-70% zeros) or count the gzip bytes (stage table)",
+    "cluster": "clustering shares weight values but int8 stores each weight: the saving shows in the gzip bytes "
+               "(stage table), not the .tflite",
+    "qat": "QAT can keep per-tensor ranges the plain conversion calibrates tighter, and its fake-quant training leaves "
+           "no smaller weights",
+}
+
+
+def _against_plain_convert(original: Any, result: Any, calib: Any, options: ConvertOptions, rec: Any, size: int,
+                           say: Callable[[str], None]) -> tuple[int | None, str | None]:
+    """The original converted as is with the same export options; when the result is larger, why (issue 17: a
+    compress result larger than `convert` of the same model must say so). (None, None): not comparable."""
+    from tfcompress.conversion import convert
+
+    say("converting the original as is (same export), to compare sizes")
+    try:
+        plain = len(convert(original, calib, options=dataclasses.replace(options, verify=False, device=None)).tflite)
+    except TfcompressError:
+        return None, None
+    if size <= plain:
+        return plain, None
+    used = [t for t in dict.fromkeys(st.technique for st in rec.stages) if t in _SIZE_REASONS]
+    reasons = [_SIZE_REASONS[t] for t in used]
+    before, after = original.count_params(), result.count_params()
+    if after > before:
+        reasons.insert(0, f"the stages added parameters ({before:,} -> {after:,})")
+    why = "; ".join(reasons) or "no stage of the recipe makes weights smaller"
+    return plain, (f"the result ({size:,} B) is larger than the original converted as is ({plain:,} B, "
+                   f"+{100 * (size - plain) / plain:.1f}%): {why}")
 
 def _arrays(train: Any, val: Any, calib_samples: int) -> tuple[Any, Any, Any, Any]:
     """Calibration samples, training and validation inputs, and the labelled samples techniques get."""

@@ -57,6 +57,8 @@ class CompressReport:
     recipe: RecipeRef
     stages: tuple[StageReport, ...]
     weights: tuple[WeightStat, ...] = ()
+    plain_convert_bytes: int | None = None  # the original converted as is, same mode (None: not measured)
+    size_note: str | None = None  # why the compressed file is not smaller than that, when it is not
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able dict."""
@@ -65,6 +67,8 @@ class CompressReport:
             "recipe": dataclasses.asdict(self.recipe),
             "stages": clean_json([dataclasses.asdict(s) for s in self.stages]),
             "weights": clean_json([dataclasses.asdict(w) for w in self.weights]),
+            "plain_convert_bytes": self.plain_convert_bytes,
+            "size_note": self.size_note,
             "convert": self.convert.to_dict(),
         }
 
@@ -75,7 +79,8 @@ class CompressReport:
             raise ValueError("not a compress report: no 'convert' section")
         body = {k: v for k, v in d.items() if k != "convert"}
         loaded = load_as(_CompressBody, body, COMPRESS_SCHEMA)
-        return cls(ConvertReport.from_dict(d["convert"]), loaded.recipe, loaded.stages, loaded.weights)
+        return cls(ConvertReport.from_dict(d["convert"]), loaded.recipe, loaded.stages, loaded.weights,
+                   loaded.plain_convert_bytes, loaded.size_note)
 
 
 @dataclass(frozen=True)
@@ -83,3 +88,5 @@ class _CompressBody:
     recipe: RecipeRef
     stages: tuple[StageReport, ...]
     weights: tuple[WeightStat, ...] = ()
+    plain_convert_bytes: int | None = None
+    size_note: str | None = None
