@@ -207,7 +207,7 @@ def compress(
     final = convert(current, calib, verify_data=val if verify else None, options=options, on_progress=say, output=None)
     convert_report = dataclasses.replace(final.report, output=str(out)) if out is not None else final.report
     plain, size_note = _against_plain_convert(keras_model, current, loaded[0].take(0, export.calib_samples), options,
-                                              rec, len(final.tflite), say)
+                                              rec, final.tflite, say)
     if size_note is not None:
         warn(size_note)
     report = CompressReport(convert_report, RecipeRef(rec.name, rec.source), tuple(results), _weight_stats(final.tflite),
@@ -222,37 +222,42 @@ def compress(
     return CompressResult(final, report, rec, current)
 
 
-_SIZE_REASONS = {
-    "prune": "pruning zeros weights but int8 stores a zero like any value: add `sparse: true` to the recipe's export "
-             "(pays above ~60-70% zeros) or count the gzip bytes (stage table)",
-    "cluster": "clustering shares weight values but int8 stores each weight: the saving shows in the gzip bytes "
-               "(stage table), not the .tflite",
-    "qat": "QAT can keep per-tensor ranges the plain conversion calibrates tighter, and its fake-quant training leaves "
-           "no smaller weights",
+_SIZE_ADVICE = {
+    "prune": "pruning's zeros cost int8 bytes like any value: `sparse: true` in the recipe's export stores them "
+             "sparse (pays above ~60-70% zeros), and gzip sees them (stage table)",
+    "cluster": "clustering's shared values show in the gzip bytes (stage table), not the .tflite",
 }
 
 
-def _against_plain_convert(original: Any, result: Any, calib: Any, options: ConvertOptions, rec: Any, size: int,
+def _against_plain_convert(original: Any, result: Any, calib: Any, options: ConvertOptions, rec: Any, tflite: bytes,
                            say: Callable[[str], None]) -> tuple[int | None, str | None]:
-    """The original converted as is with the same export options; when the result is larger, why (issue 17: a
-    compress result larger than `convert` of the same model must say so). (None, None): not comparable."""
+    """The original converted as is with the same export options; when the result is larger, where the bytes
+    went (weights and constants vs names, quantization parameters and graph, read from both files) and what would
+    shrink it (issue 17: a compress result larger than `convert` of the same model must say why).
+    (None, None): the original does not convert alone (not comparable)."""
     from tfcompress.conversion import convert
+    from tfcompress.export.tflite_file import read_tflite
 
     say("converting the original as is (same export), to compare sizes")
     try:
-        plain = len(convert(original, calib, options=dataclasses.replace(options, verify=False, device=None)).tflite)
+        plain = convert(original, calib, options=dataclasses.replace(options, verify=False, device=None)).tflite
     except TfcompressError:
         return None, None
-    if size <= plain:
-        return plain, None
-    used = [t for t in dict.fromkeys(st.technique for st in rec.stages) if t in _SIZE_REASONS]
-    reasons = [_SIZE_REASONS[t] for t in used]
+    if len(tflite) <= len(plain):
+        return len(plain), None
+    a, b = read_tflite(tflite), read_tflite(plain)
+    weights = a.constant_bytes - b.constant_bytes
+    names = sum(len(t.name) for t in a.tensors) - sum(len(t.name) for t in b.tensors)
+    why = [f"weights and constants {weights:+,} B ({len(a.tensors)} tensors vs {len(b.tensors)})",
+           f"names, quantization parameters and graph {len(tflite) - len(plain) - weights:+,} B "
+           f"(tensor names {names:+,} B)"]
     before, after = original.count_params(), result.count_params()
     if after > before:
-        reasons.insert(0, f"the stages added parameters ({before:,} -> {after:,})")
-    why = "; ".join(reasons) or "no stage of the recipe makes weights smaller"
-    return plain, (f"the result ({size:,} B) is larger than the original converted as is ({plain:,} B, "
-                   f"+{100 * (size - plain) / plain:.1f}%): {why}")
+        why.append(f"the stages added parameters ({before:,} -> {after:,})")
+    advice = [_SIZE_ADVICE[t] for t in dict.fromkeys(st.technique for st in rec.stages) if t in _SIZE_ADVICE]
+    return len(plain), (f"the result ({len(tflite):,} B) is larger than the original converted as is "
+                        f"({len(plain):,} B, +{100 * (len(tflite) - len(plain)) / len(plain):.1f}%): "
+                        + "; ".join(why) + ("; " + "; ".join(advice) if advice else ""))
 
 def _arrays(train: Any, val: Any, calib_samples: int) -> tuple[Any, Any, Any, Any]:
     """Calibration samples, training and validation inputs, and the labelled samples techniques get."""

@@ -8,6 +8,7 @@ from typing import Any
 
 from tfcompress.bridge.configs import lookup_custom
 from tfcompress.bridge.layers import bridge_layer, copy_weights
+from tfcompress.bridge.ops import is_keras3_op, replay_op
 from tfcompress.errors import BridgeError
 from tfcompress.keras_compat import keras3, tf_keras
 
@@ -95,15 +96,19 @@ def _bridge_functional(model: Any, ctx: _Context) -> Any:
         return tensors[id(tensor)]
 
     inputs = keras3.tree.map_structure(new_input, model._inputs_struct)
+    names = {layer.name for layer in model.layers}  # op layers get names no Keras 3 layer has
     for depth in sorted(model._nodes_by_depth, reverse=True):
         for node in model._nodes_by_depth[depth]:
             if node.operation is None or node.is_input:
                 continue
             if any(id(x) not in tensors for x in node.input_tensors):
                 continue  # not reachable from the inputs (Keras 3 skips these too)
-            layer = _bridge_operation(node.operation, ctx)
             args, kwargs = node.arguments.fill_in(tensors)
-            outputs = layer(*args, **_call_kwargs(node.operation, layer, kwargs))
+            if is_keras3_op(node.operation):  # keras.ops call / tensor operator: TF op layers
+                outputs = replay_op(node, args, kwargs, names)
+            else:
+                layer = _bridge_operation(node.operation, ctx)
+                outputs = layer(*args, **_call_kwargs(node.operation, layer, kwargs))
             for k3_out, tf_out in zip(node.outputs, keras3.tree.flatten(outputs)):
                 tensors[id(k3_out)] = tf_out
     outputs = keras3.tree.map_structure(lambda x: tensors[id(x)], model._outputs_struct)
