@@ -10,9 +10,10 @@ DEFAULT_LEARNING_RATE = 1e-4
 def outputs_are_probabilities(model: Any) -> bool:
     """Whether `model` ends in a softmax (else its outputs are logits)."""
     last = model.layers[-1]
-    inner = getattr(last, "layer", last)
-    activation = getattr(getattr(inner, "activation", None), "__name__", "")
-    return activation == "softmax" or type(inner).__name__ == "Softmax"
+    inner = getattr(last, "layer", last)  # a pruning / clustering / QAT wrapper's layer
+    activation = getattr(inner, "activation", None)
+    activation = getattr(activation, "activation", activation)  # QAT's QuantizeAwareActivation wraps the function
+    return getattr(activation, "__name__", "") == "softmax" or type(inner).__name__ == "Softmax"
 
 
 def classification_loss(model: Any) -> Any:
