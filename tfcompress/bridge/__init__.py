@@ -9,14 +9,18 @@ layer by layer:
    (`translate_layer_config`) and the tf_keras layer is created from it;
 2. the Keras 3 graph is walked node by node (the same walk Keras 3 uses to run
    a Functional model) and each node is replayed on tf_keras symbolic tensors,
-   so shared layers stay shared and layer / model names are kept;
+   so shared layers stay shared and layer / model names are kept; a node that
+   is a `keras.ops` call or tensor operator (`x + 3.0`, `ops.mean(x, axis=1)`,
+   `x[:, 0]`, as in MobileNetV3) becomes the TensorFlow op with the Keras 3
+   definition, held by tf_keras as a TFOpLambda layer named after the op
+   (`replay_op`, table `OP_RULES`);
 3. weights are copied per layer, matched by variable name and shape
    (`copy_weights`), never by position alone.
 
 What cannot be bridged raises `BridgeError` naming the layer and its class:
 Lambda layers (their function is Keras 3 Python code, usually `keras.ops`, that
-cannot run on tf_keras tensors), raw `keras.ops` calls on symbolic tensors,
-custom layer classes not given in `custom_objects`, layers tf_keras does not
+cannot run on tf_keras tensors), `keras.ops` without a rule in `OP_RULES` (or
+called with an argument the TF op lacks), custom layer classes not given in `custom_objects`, layers tf_keras does not
 have, Keras 3 options tf_keras lacks when they are switched on (e.g.
 `rms_scaling=True`, LoRA, quantized dtype policies) and subclassed models.
 `custom_objects` maps a Keras 3 class name (or registered name
@@ -34,6 +38,7 @@ Modules, one step each:
     activations.py  KERAS3_ACTIVATIONS: TF versions of Keras 3 activations tf_keras lacks
     configs.py      translate_layer_config: Keras 3 config -> tf_keras config
     layers.py       bridge_layer (one layer's tf_keras twin), copy_weights
+    ops.py          replay_op: a keras.ops / tensor-operator node as TF op layers (OP_RULES)
     models.py       to_tf_keras: replay a Sequential / Functional graph on tf_keras tensors
 """
 
@@ -43,11 +48,14 @@ from tfcompress.bridge.activations import KERAS3_ACTIVATIONS
 from tfcompress.bridge.configs import translate_layer_config
 from tfcompress.bridge.layers import bridge_layer, copy_weights
 from tfcompress.bridge.models import to_tf_keras
+from tfcompress.bridge.ops import OP_RULES, replay_op
 
 __all__ = [
     "KERAS3_ACTIVATIONS",
+    "OP_RULES",
     "bridge_layer",
     "copy_weights",
+    "replay_op",
     "to_tf_keras",
     "translate_layer_config",
 ]

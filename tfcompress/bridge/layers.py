@@ -70,8 +70,8 @@ def bridge_layer(layer: Any, custom_objects: dict[str, Any] | None = None) -> An
         raise BridgeError(
             getattr(layer, "name", "?"),
             type(layer).__name__,
-            "a Keras 3 op (keras.ops / tensor operator) applied directly to symbolic tensors",
-            hint="wrap the computation in a built-in layer (Add, Multiply, Reshape, Activation, ...)",
+            "a Keras 3 op (keras.ops / tensor operator) is not a layer",
+            hint="bridge the whole model with to_tf_keras: it replays op nodes as TensorFlow op layers",
         )
     class_name = type(layer).__name__
     tf_cls = _resolve_class(layer, custom_objects)

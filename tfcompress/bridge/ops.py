@@ -33,7 +33,7 @@ __all__ = ["OP_RULES", "is_keras3_op", "replay_op"]
 
 _UNMAPPED_HINT = (
     "express it with built-in layers (Add, Multiply, Activation, Reshape, ...), or as a custom layer class "
-    "passed in custom_objects; the bridge maps these keras.ops: {ops}"
+    "passed in custom_objects; the bridge maps these keras.ops (tensor operators and x[...] included): {ops}"
 )
 
 
@@ -76,7 +76,7 @@ class _Emitter:
         layer = tf_keras.layers.deserialize(
             {
                 "class_name": "SlicingOpLambda" if slicing else "TFOpLambda",
-                "config": {"name": self._name(step), "function": symbol, "trainable": True},
+                "config": {"name": self._name(step), "function": symbol},
             }
         )
         return layer(*args, **kwargs)
@@ -320,6 +320,11 @@ OP_RULES: dict[str, Callable[..., Any]] = {
 # ------------------------------------------------------------------ replay
 
 
+def _snake(class_name: str) -> str:
+    """'HardSilu' -> 'hard_silu', the keras.ops spelling of an op class."""
+    return "".join(f"_{c.lower()}" if c.isupper() and i else c.lower() for i, c in enumerate(class_name))
+
+
 def _op_error(op: Any, reason: str, hint: str = "") -> BridgeError:
     return BridgeError(op.name, f"keras op {type(op).__name__}", reason, hint=hint)
 
@@ -355,7 +360,7 @@ def replay_op(node: Any, args: tuple[Any, ...], kwargs: dict[str, Any], names: s
         where = "a custom Keras 3 Operation" if not type(op).__module__.startswith("keras.") else "Keras 3 op"
         raise _op_error(
             op, f"{where} '{cls}' applied to symbolic tensors has no TensorFlow mapping in the bridge",
-            hint=_UNMAPPED_HINT.format(ops=", ".join(sorted(OP_RULES))),
+            hint=_UNMAPPED_HINT.format(ops=", ".join(sorted({_snake(name) for name in OP_RULES}))),
         )
     if len(node.outputs) != 1:
         raise _op_error(op, f"{len(node.outputs)} outputs; only single-output ops are mapped")
