@@ -222,13 +222,6 @@ def compress(
     return CompressResult(final, report, rec, current)
 
 
-_SIZE_ADVICE = {
-    "prune": "pruning's zeros cost int8 bytes like any value: `sparse: true` in the recipe's export stores them "
-             "sparse (pays above ~60-70% zeros), and gzip sees them (stage table)",
-    "cluster": "clustering's shared values show in the gzip bytes (stage table), not the .tflite",
-}
-
-
 def _against_plain_convert(original: Any, result: Any, calib: Any, options: ConvertOptions, rec: Any, tflite: bytes,
                            say: Callable[[str], None]) -> tuple[int | None, str | None]:
     """The original converted as is with the same export options; when the result is larger, where the bytes
@@ -254,7 +247,9 @@ def _against_plain_convert(original: Any, result: Any, calib: Any, options: Conv
     before, after = original.count_params(), result.count_params()
     if after > before:
         why.append(f"the stages added parameters ({before:,} -> {after:,})")
-    advice = [_SIZE_ADVICE[t] for t in dict.fromkeys(st.technique for st in rec.stages) if t in _SIZE_ADVICE]
+    from tfcompress.techniques import get_technique
+
+    advice = [a for t in dict.fromkeys(st.technique for st in rec.stages) if (a := get_technique(t).size_advice)]
     return len(plain), (f"the result ({len(tflite):,} B) is larger than the original converted as is "
                         f"({len(plain):,} B, +{100 * (len(tflite) - len(plain)) / len(plain):.1f}%): "
                         + "; ".join(why) + ("; " + "; ".join(advice) if advice else ""))

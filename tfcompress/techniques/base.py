@@ -97,6 +97,8 @@ class Technique:
             report keeps for the stage (`StageReport.details`: e.g. what a swap did; default: none).
         capabilities: what the technique does and needs.
         trains: whether the stage usually fine-tunes (docs, `tfcompress recipes`).
+        size_advice: what shrinks the file when the result is no smaller than the model converted as is
+            (compress's size check; None: nothing to say).
     """
 
     name: str
@@ -110,6 +112,7 @@ class Technique:
     details: Callable[[Any, Any, Any, tuple[LayerRule, ...]], dict[str, Any]] = _no_details
     capabilities: frozenset[Capability] = field(default_factory=frozenset)
     trains: bool = True
+    size_advice: str | None = None
 
     def can(self, capability: Capability) -> bool:
         """Whether the technique declares `capability`."""

@@ -110,4 +110,5 @@ TECHNIQUE = Technique(
     apply=apply,
     strip=strip,
     capabilities=frozenset({Capability.WRAPS_LAYERS}),
+    size_advice="clustering's shared values show in the gzip bytes (stage table), not the .tflite",
 )
