@@ -10,8 +10,11 @@ Keras 3 `keras.applications` MobileNetV2, MobileNetV3Small / Large, EfficientNet
 Transformer encoder (MultiHeadAttention, LayerNormalization, GELU, residuals written `x + y`); a Conv1D audio
 classifier on 1,000-sample waveforms; FMNIST-CNN saved by tf_keras as `.h5`.
 
+Biases and BatchNormalization statistics are set to random values as after training (`as_if_trained`).
+
 Commands per model: `convert` (int8; agreement and SNR on held-out samples, near-ties counted), `inspect`, the
-predicted latency on the shipped host profile (or why not), and `compress` with each `--recipes` entry, every
+predicted latency on the shipped host profile (or why not), `profile MODEL` (its kernels timed into a LUT), the
+Keras callbacks (CompressionLogger + LatencyLogger in the model's own `fit`), and `compress` with each `--recipes` entry, every
 stage cut to 1 epoch of 2 steps (the point is that it runs and what it writes, not accuracy): worked, .tflite
 bytes, and the plain `convert` bytes it is compared with.
 """
@@ -24,6 +27,7 @@ import tempfile
 import time
 import traceback
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -70,16 +74,35 @@ def build(name: str, folder: Path, side: int = 96, n: int = 160):
         tf_keras.utils.set_random_seed(0)
         model = fmnist_cnn("tf_keras")
         x = rng.uniform(0, 1, (n, 28, 28, 1)).astype(np.float32)
+        as_if_trained(model)
         path = folder / f"{name}.h5"
         model.save(path)
         np.savez(folder / f"{name}.npz", x=x, y=y)
         return path, folder / f"{name}.npz"
     else:
         raise SystemExit(f"unknown model {name!r}: {', '.join(APPS + SMALL)}")
+    as_if_trained(model)
     path = folder / f"{name}.keras"
     model.save(path)
     np.savez(folder / f"{name}.npz", x=x, y=y)
     return path, folder / f"{name}.npz"
+
+
+def as_if_trained(model, seed: int = 0) -> None:
+    """Biases, BatchNormalization statistics and normalisation scales set to random values, as after training.
+
+    weights=None leaves them at their initial values (zeros, ones): every bias of the converted file is then the
+    same all-zero array, which the converter stores once, and any trained copy (a compress result after a single
+    step) looks larger than plain `convert` for that reason alone."""
+    rng = np.random.default_rng(seed)
+    spread = {"bias": (0.0, 0.05), "beta": (0.0, 0.1), "moving_mean": (0.0, 0.1), "gamma": (1.0, 0.2),
+              "moving_variance": (1.0, 0.2)}
+    for w in model.weights:
+        kind = w.name.split("/")[-1].split(":")[0]
+        if kind in spread:
+            mean, sd = spread[kind]
+            value = rng.normal(mean, sd, tuple(w.shape)).astype(np.float32)
+            w.assign(np.abs(value) if kind == "moving_variance" else value)
 
 
 def shortened(recipe: str):
@@ -93,12 +116,17 @@ def shortened(recipe: str):
     return parse_recipe_dict(d, source=f"{recipe} (shortened)")
 
 
+def _why(size_note: str) -> str:
+    """The causes a size note names, without its figures' preamble."""
+    return size_note.split("): ", 1)[-1][:200]
+
+
 def _error(exc: BaseException) -> str:
     msg = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
     return " ".join(str(msg).split())[:160]
 
 
-def run_model(name: str, recipes: list[str], folder: Path, side: int = 96) -> list[dict]:
+def run_model(name: str, recipes: list[str], folder: Path, side: int = 96, commands: bool = True) -> list[dict]:
     """One row per command for `name`: {model, command, ok, detail, before, after}."""
     from click.testing import CliRunner
 
@@ -112,7 +140,10 @@ def run_model(name: str, recipes: list[str], folder: Path, side: int = 96) -> li
     def row(command: str, ok: bool, detail: str, before: int | None = None, after: int | None = None, s: float = 0):
         rows.append({"model": name, "command": command, "ok": ok, "detail": detail, "before": before, "after": after,
                      "seconds": round(s, 1)})
+        print(table(rows[-1:]).splitlines()[-1], file=sys.stderr, flush=True)  # progress: each row as it ends
 
+    if not commands:
+        return _compress_rows(name, recipes, folder, path, data, row, rows)
     t = time.perf_counter()
     plain = None
     try:
@@ -138,6 +169,24 @@ def run_model(name: str, recipes: list[str], folder: Path, side: int = 96) -> li
                 s=time.perf_counter() - t)
         except Exception as exc:  # noqa: BLE001
             row("predict (host)", False, _error(exc), s=time.perf_counter() - t)
+    t = time.perf_counter()
+    r = CliRunner().invoke(main, ["profile", str(path), "-o", str(folder / f"{name}-profile.json"),
+                                  "--cache", str(folder / "lut-cache"), "--budget-s", "600"])
+    kernels = _profile_kernels(folder / f"{name}-profile.json") if r.exit_code == 0 else None
+    row("profile", r.exit_code == 0 and bool(kernels),
+        f"{kernels} kernels timed" if r.exit_code == 0 else _error(Exception(r.output[-300:])), s=time.perf_counter() - t)
+    t = time.perf_counter()
+    try:
+        row("callbacks", *_callbacks(path, data), s=time.perf_counter() - t)
+    except Exception as exc:  # noqa: BLE001
+        row("callbacks", False, _error(exc), s=time.perf_counter() - t)
+    return _compress_rows(name, recipes, folder, path, data, row, rows)
+
+
+def _compress_rows(name: str, recipes: list[str], folder: Path, path: Path, data: Path, row: Any,
+                   rows: list[dict]) -> list[dict]:
+    import tfcompress
+
     for recipe in recipes:
         t = time.perf_counter()
         try:
@@ -145,11 +194,47 @@ def run_model(name: str, recipes: list[str], folder: Path, side: int = 96) -> li
                                       output=folder / f"{name}-{recipe}.tflite", measure_stages=False,
                                       on_warning=lambda _w: None)
             note = got.report.size_note
-            row(f"compress {recipe}", True, "larger than convert: see size_note" if note else "",
+            row(f"compress {recipe}", True, f"larger than convert: {_why(note)}" if note else "",
                 got.report.plain_convert_bytes, len(got.convert.tflite), time.perf_counter() - t)
         except Exception as exc:  # noqa: BLE001
             row(f"compress {recipe}", False, _error(exc), s=time.perf_counter() - t)
+        _release()
     return rows
+
+
+def _release() -> None:
+    """Drop what a compress run left in Keras' global state: a process running every recipe on a large model
+    otherwise grows past 14 GB (killed for memory here with MobileNetV3Small at the fifth recipe)."""
+    import gc
+
+    from tfcompress.keras_compat import keras3, tf_keras
+
+    tf_keras.backend.clear_session()
+    keras3.backend.clear_session()
+    gc.collect()
+
+
+def _profile_kernels(path: Path) -> int:
+    import json
+
+    return len(json.loads(path.read_text()).get("entries", []))
+
+
+def _callbacks(path: Path, data: Path) -> tuple[bool, str]:
+    """The model fitted as its own Keras flavour (Keras 3 or tf_keras) for one epoch of 2 batches with
+    CompressionLogger and LatencyLogger: (worked, what they logged)."""
+    from tfcompress.keras_compat import keras3, tf_keras
+    from tfcompress.monitoring import CompressionLogger, LatencyLogger
+
+    keras = tf_keras if path.suffix == ".h5" else keras3
+    model = keras.models.load_model(path, compile=False)
+    arrays = np.load(data)
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    latency, compression = LatencyLogger("host"), CompressionLogger()
+    model.fit(arrays["x"][:32], arrays["y"][:32], epochs=1, batch_size=16, verbose=0, callbacks=[latency, compression])
+    logged = (f"predicted {latency.history[-1]:.3f} ms/epoch" if latency.history else latency.not_predicted or "")
+    ok = len(compression.history) == 1 and bool(latency.history or latency.not_predicted)
+    return ok, f"{keras.__name__.split('.')[0]} fit: {logged}, sparsity of {sum(k.endswith('/sparsity') for k in compression.history[0])} kernels"
 
 
 def table(rows: list[dict]) -> str:
@@ -169,6 +254,10 @@ def main() -> int:
     ap.add_argument("--models", default="all", help="comma-separated names, 'small' or 'all'")
     ap.add_argument("--recipes", default="all", help="comma-separated shipped recipes, or 'all'")
     ap.add_argument("--side", type=int, default=96, help="input side of the keras.applications models")
+    ap.add_argument("--compress-only", action="store_true",
+                    help="only the compress rows (run one model and recipe per process: CQAT on MobileNetV2 at 64x64 "
+                         "peaks near 10 GB, and a process that runs many recipes on a large model was killed for "
+                         "memory here)")
     a = ap.parse_args()
     import tfcompress.keras_compat  # noqa: F401
 
@@ -179,7 +268,7 @@ def main() -> int:
         for name in models:
             print(f"[{time.strftime('%H:%M:%S')}] {name}", file=sys.stderr, flush=True)
             try:
-                rows += run_model(name, recipes, Path(tmp), a.side)
+                rows += run_model(name, recipes, Path(tmp), a.side, commands=not a.compress_only)
             except Exception:  # noqa: BLE001  (a model that cannot even be built is a row too)
                 rows.append({"model": name, "command": "build", "ok": False, "before": None, "after": None,
                              "detail": traceback.format_exc().splitlines()[-1][:160], "seconds": 0})

@@ -12,6 +12,7 @@ from tfcompress.bridge import to_tf_keras
 from tfcompress.bridge.ops import OP_RULES
 from tfcompress.errors import BridgeError
 from tfcompress.keras_compat import keras3, tf, tf_keras
+from tfcompress.loading.safety import PURE_OP_SYMBOLS
 
 L = keras3.layers
 ops = keras3.ops
@@ -177,6 +178,8 @@ def test_bridged_ops_match_keras3(name: str) -> None:
     assert _op_names(model) <= set(names)
     op_layers = [layer for layer in bridged.layers if type(layer).__name__ in ("TFOpLambda", "SlicingOpLambda")]
     assert op_layers and all(layer.name.split(".")[0] in _op_names(model) for layer in op_layers)
+    # ... each holding a symbol the loader's safe mode knows as pure tensor math (so a bridged model reloads)
+    assert {layer.get_config()["function"] for layer in op_layers} <= PURE_OP_SYMBOLS
 
 
 def test_hard_silu_becomes_tf_op_layers_named_after_the_op() -> None:
@@ -210,6 +213,35 @@ def test_bridged_ops_reload_in_tf_keras(tmp_path: Any) -> None:
         for reloaded in (from_json, from_file, clone):
             for e, a in zip(expected, _outputs(reloaded, data)):
                 assert np.max(np.abs(e - a)) <= ATOL
+
+
+def test_a_saved_bridged_model_loads_in_safe_mode_and_other_ops_stay_refused(tmp_path: Any) -> None:
+    """Issue 17: a bridged model (op layers, tfcompress's hard_silu) saved by the user came back through
+    `tfcompress convert` only with --unsafe. Op layers of pure tensor math and tfcompress's own activations load in
+    safe mode; an op layer naming any other TensorFlow symbol, or an unknown function, is still refused."""
+    import json
+
+    import tfcompress
+    from tfcompress.errors import ModelLoadError
+    from tfcompress.loading.safety import check_config
+
+    x = keras3.Input((6,), name="x")
+    h = L.Dense(4, name="d")(x)
+    model = keras3.Model(x, L.Activation("hard_silu", name="act")(ops.hard_sigmoid(h) * 2.0 + h[:, :1]), name="m")
+    path = tmp_path / "bridged.keras"
+    to_tf_keras(model).save(path)
+    data = _rand(8, 6)
+    loaded = tfcompress.load_model(str(path))  # safe mode
+    assert np.max(np.abs(_outputs(model, data)[0] - _outputs(loaded, data)[0])) <= ATOL
+    config = json.loads(loaded.to_json())["config"]
+    check_config(config, flavor="tf_keras", where="m", safe_mode=True, custom_objects={})
+    text = json.dumps(config)
+    for bad, what in (('"function": "math.add"', '"function": "io.write_file"'),
+                      ('"tfcompress>keras3_hard_silu"', '"tfcompress>keras3_not_ours"')):
+        assert bad in text
+        with pytest.raises(ModelLoadError, match="--unsafe"):
+            check_config(json.loads(text.replace(bad, what, 1)), flavor="tf_keras", where="m", safe_mode=True,
+                         custom_objects={})
 
 
 def test_op_step_named_like_a_layer_gets_a_unique_name() -> None:

@@ -49,3 +49,28 @@ def test_min_weights_and_nothing_to_cluster():
 def test_params_validation():
     with pytest.raises(ValueError, match="clusters"):
         clustering.Params(clusters=1)
+
+
+def test_multi_head_attention_is_clustered_not_a_key_error():
+    """Issue 17: cluster-16 / CQAT / PCQAT on a Transformer encoder raised KeyError(MultiHeadAttention): TF-MOT
+    supports the layer as a whole and clusters its einsum kernels, but has no weight-name entry for it."""
+    L = tf_keras.layers
+    inp = tf_keras.Input((8, 16))
+    x = L.MultiHeadAttention(2, 8, name="mha")(inp, inp)
+    model = tf_keras.Model(inp, L.Dense(4, name="head")(L.GlobalAveragePooling1D()(x)))
+    assert clustering.is_clusterable(model.get_layer("mha"))
+    clustered = clustering.apply(model, clustering.Params(clusters=4, min_weights=0))
+    clustered.compile("adam", "mse")
+    clustered.fit(np.random.default_rng(0).normal(size=(8, 8, 16)).astype(np.float32), np.zeros((8, 4)), epochs=1,
+                  verbose=0)
+    mha = clustering.strip(clustered).get_layer("mha")
+    kernels = [w.numpy() for w in mha.weights if w.name.split("/")[-1].startswith("kernel")]
+    assert len(kernels) == 4 and all(np.unique(k).size <= 4 for k in kernels), [np.unique(k).size for k in kernels]
+    # TF-MOT's strip lists MultiHeadAttention's kernels before its biases: the next stage's copy (CQAT) matches
+    # weights by name instead of failing on 'weight shape (2, 8) is not compatible with (8, 2, 8)'
+    from tfcompress.techniques.rules import fresh_copy
+
+    stripped = clustering.strip(clustered)
+    copy = fresh_copy(stripped)
+    x = np.random.default_rng(1).normal(size=(4, 8, 16)).astype(np.float32)
+    np.testing.assert_allclose(copy.predict(x, verbose=0), stripped.predict(x, verbose=0), atol=1e-6)

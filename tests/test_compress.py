@@ -245,5 +245,32 @@ def test_a_result_larger_than_plain_convert_says_why(tmp_path):
     bigger = tfcompress.convert(wider, calib, verify=False).tflite
     plain, note = _against_plain_convert(model, wider, calib, opts, rec, bigger, said.append)
     assert note is not None and f"({plain:,} B" in note and f"({len(bigger):,} B)" in note, note
-    assert "weights and constants +" in note and "the stages added parameters" in note and "sparse: true" in note
+    assert "weights and constants +" in note and "the stages added trainable parameters" in note and "sparse: true" in note
+
+
+def test_an_untrained_originals_shared_zero_biases_are_named_as_the_cause(tmp_path):
+    """Issue 17: a freshly initialised model's biases are all zero; the converter stores identical constants once,
+    so any trained copy is larger by those bytes alone. The note says so (read from the two files' buffers), and
+    the trained copy adds no parameters, weights or operators."""
+    from tfcompress.compression import _against_plain_convert, _shared_constant_bytes
+    from tfcompress.conversion import ConvertOptions
+    from tfcompress.export.tflite_file import read_tflite
+
+    model = fmnist_cnn("tf_keras")
+    calib, _ = _data(64, (28, 28, 1))
+    trained = tf_keras.models.clone_model(model)
+    trained.set_weights(model.get_weights())
+    rng = np.random.default_rng(0)
+    for w in trained.weights:
+        if w.name.split("/")[-1].split(":")[0] in ("bias", "beta", "moving_mean"):
+            w.assign(rng.normal(0, 0.05, tuple(w.shape)).astype(np.float32))
+    plain = tfcompress.convert(model, calib, verify=False).tflite
+    after = tfcompress.convert(trained, calib, verify=False).tflite
+    assert _shared_constant_bytes(read_tflite(plain)) > 0 and _shared_constant_bytes(read_tflite(after)) == 0
+    rec = parse_recipe_dict({"name": "p", "stages": [{"technique": "prune", "epochs": 1}]})
+    size, note = _against_plain_convert(model, trained, calib, ConvertOptions(calib_samples=32), rec, after,
+                                        lambda _m: None)
+    assert size == len(plain) < len(after) and note is not None
+    assert "stores identical constants once" in note and "added trainable parameters" not in note, note
+    assert "operators" not in note, note
 

@@ -168,3 +168,29 @@ def test_a_student_at_a_lower_resolution_learns_from_the_teacher_at_its_own():
     d.compile(optimizer=tf_keras.optimizers.Adam(1e-2), loss=tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     hist = d.fit(x8, y, epochs=2, batch_size=16, verbose=0)
     assert np.isfinite(hist.history["distill_loss"]).all()
+
+
+def test_auto_hints_on_models_without_feature_maps_distill_the_outputs_only():
+    """Issue 17: `mobilenet-swap` (hints: auto) stopped on text, audio and Transformer models ('found no feature-map
+    size the student and the teacher share'): they have no 2-D feature maps, so auto has nothing to pair and says so.
+    Image models that share no size still get the error (that is a choice to make, not nothing to pair)."""
+    from tfcompress.techniques.hints import HintWarning, hint_pairs
+
+    def text(seed):
+        tf_keras.utils.set_random_seed(seed)
+        inp = tf_keras.Input((12,), dtype="int32")
+        h = tf_keras.layers.GlobalAveragePooling1D()(tf_keras.layers.Embedding(50, 8)(inp))
+        return tf_keras.Model(inp, tf_keras.layers.Dense(3)(h), name=f"text{seed}")
+
+    student, teacher = text(0), text(1)
+    with pytest.warns(HintWarning, match="no 2-D feature maps"):
+        assert hint_pairs(student, teacher, "auto") == []
+    x = np.random.default_rng(0).integers(0, 50, (16, 12)).astype(np.int32)
+    with pytest.warns(HintWarning):
+        d = distiller(student, teacher, Params(hints="auto"))
+    assert d.hint_pairs == ()
+    fit(d, x, np.arange(16) % 3, epochs=1)
+    small = tf_keras.Sequential([tf_keras.Input((4, 4, 1)), tf_keras.layers.Conv2D(2, 1), tf_keras.layers.Flatten()])
+    big = tf_keras.Sequential([tf_keras.Input((6, 6, 1)), tf_keras.layers.Conv2D(2, 1), tf_keras.layers.Flatten()])
+    with pytest.raises(TfcompressError, match="found no feature-map size"):
+        hint_pairs(small, big, "auto")

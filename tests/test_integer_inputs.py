@@ -79,3 +79,40 @@ def test_compress_a_text_model_end_to_end(tmp_path):
     assert (tmp_path / "out" / "text.tflite").is_file()
     assert result.report.convert.predicted_latency is not None
     assert result.report.convert.predicted_latency.total_ms > 0
+
+
+def test_compress_says_when_the_per_epoch_latency_is_not_predicted(tmp_path):
+    """Issue 17: the callback's reason used to stay inside it; compress now warns with it, naming the stage. (The
+    variable-length input also used to stop verification: 'Dimension mismatch. Got 12 but expected 1'; the
+    interpreter's open dimensions are now sized as the samples.)"""
+    from tfcompress.compression import compress
+    from tfcompress.keras_compat import tf_keras
+    from tfcompress.recipe import parse_recipe_dict
+
+    L = tf_keras.layers
+    inp = tf_keras.Input((None,), dtype="int32")
+    model = tf_keras.Model(inp, L.Dense(4)(L.GlobalAveragePooling1D()(L.Embedding(50, 8)(inp))))
+    x = np.random.default_rng(0).integers(0, 50, (64, 12)).astype(np.int32)
+    recipe = parse_recipe_dict({"name": "p", "stages": [{"technique": "prune", "epochs": 1, "steps_per_epoch": 2}],
+                                "export": {"mode": "dynamic"}})
+    warned: list[str] = []
+    compress(model, recipe, (x, x[:, 0] % 4), measure_stages=False, on_warning=warned.append)
+    assert any(w.startswith("stage 0 (prune): latency per epoch not predicted (") for w in warned), warned
+
+
+def test_the_callbacks_run_in_a_keras3_models_own_fit():
+    """Issue 17: LatencyLogger stripped TF-MOT wrappers with TF-MOT, which refuses a Keras 3 model ('Expected model
+    to be a `keras.Model` instance'); a Keras 3 model holds no wrappers and is priced as it is."""
+    from tfcompress import CompressionLogger, LatencyLogger  # the public names
+    from tfcompress.keras_compat import keras3
+
+    inp = keras3.Input((16,), dtype="int32")
+    h = keras3.layers.GlobalAveragePooling1D()(keras3.layers.Embedding(200, 16)(inp))
+    model = keras3.Model(inp, keras3.layers.Dense(4)(keras3.layers.Dense(32, activation="relu")(h)))
+    model.compile("adam", keras3.losses.SparseCategoricalCrossentropy(from_logits=True))
+    latency, compression = LatencyLogger("host"), CompressionLogger()
+    x = np.random.default_rng(0).integers(0, 200, (32, 16)).astype(np.int32)
+    history = model.fit(x, x[:, 0] % 4, epochs=2, batch_size=16, verbose=0, callbacks=[latency, compression])
+    assert len(latency.history) == 2 and latency.history[0] > 0 and latency.not_predicted is None
+    assert history.history["predicted_latency_ms"] == latency.history
+    assert len(compression.history) == 2 and "mean_sparsity" in compression.history[0]

@@ -86,3 +86,21 @@ def test_nothing_prunable_is_an_error():
     model = tf_keras.Model(inp, tf_keras.layers.ReLU()(inp))
     with pytest.raises(TfcompressError, match="no prunable layer"):
         pruning.apply(model, pruning.Params())
+
+
+def test_two_of_four_leaves_kernels_tfmot_cannot_pattern_dense_and_says_so():
+    """Issue 17: prune-2of4 failed mid-training on a Conv1D audio model ('weight tensor with shape: (9, 1, 16) is
+    not supported'): TF-MOT's m-by-n masks take 2-D and 4-D kernels only. Such layers now stay dense, named."""
+    L = tf_keras.layers
+    inp = tf_keras.Input((64, 1))
+    x = L.GlobalAveragePooling1D()(L.Conv1D(16, 9, padding="same", name="conv1d")(inp))
+    model = tf_keras.Model(inp, L.Dense(8, name="head")(x))
+    params = pruning.resolve(pruning.Params(schedule="constant", m_by_n=(2, 4)), total_steps=4)
+    with pytest.warns(pruning.UnprunedLayerWarning, match=r"2:4 sparsity leaves 1 layer\(s\) dense.*conv1d \(Conv1D, 3-D kernel\)"):
+        wrapped = pruning.apply(model, params)
+    assert [type(layer).__name__ for layer in wrapped.layers][1:] == ["Conv1D", "GlobalAveragePooling1D", "PruneLowMagnitude"]
+    wrapped.compile("adam", "mse")
+    wrapped.fit(np.zeros((8, 64, 1), np.float32), np.zeros((8, 8), np.float32), epochs=1, verbose=0,
+                callbacks=pruning.callbacks(params))
+    head = pruning.strip(wrapped).get_layer("head").kernel.numpy()  # (16, 8): groups of 4 along the inputs
+    assert np.all((head.reshape(4, 4, 8) == 0).sum(axis=1) >= 2)

@@ -51,3 +51,20 @@ def test_compress_cli_with_mobilenet_swap(tmp_path):
     assert "stem" in plan["skipped"]
     ops = {row["op"]: row["count"] for row in report["convert"]["op_table"]}
     assert ops["DEPTHWISE_CONV_2D"] == 2 and ops["ADD"] >= 1, "c1's and c2's depthwise convs, c2's shortcut"
+    # issue 13: the stage's details (what was swapped, how each new layer started) also show in the terminal
+    from rich.console import Console
+
+    from tfcompress.render import render_stages
+    from tfcompress.report import CompressReport
+
+    console = Console(record=True, width=80)
+    render_stages(CompressReport.from_dict(report), console, wide=False)
+    text = console.export_text()
+    swap = next(s for s in report["stages"] if s["technique"] == "swap")["details"]
+    assert f"stage 0 swap: params {swap['params_before']:,} -> {swap['params_after']:,}" in text, text
+    assert "swaps (2):" in text and "c1: target separable; params before 1,152; params after 200" in text, text
+    assert "c1_dw: original" in text and "skipped (2): stem, logits" in text, text
+    assert max(len(line) for line in text.splitlines()) <= 80
+    wide = Console(record=True, width=200)
+    render_stages(CompressReport.from_dict(report), wide, wide=True)
+    assert "stage 0 swap: swaps (2)" in (text := wide.export_text()) and "params before" in text, text

@@ -42,6 +42,8 @@ _EXPORTS: dict[str, str] = {
     "prepare": "tfcompress.stages",
     "callbacks": "tfcompress.stages",
     "finalize": "tfcompress.stages",
+    "CompressionLogger": "tfcompress.monitoring",
+    "LatencyLogger": "tfcompress.monitoring",
     "training_stages": "tfcompress.stages",
     "CompressResult": "tfcompress.compression",
     "CompressReport": "tfcompress.report",

@@ -184,6 +184,8 @@ def compress(
                 cbs.append(RichProgress(stage.epochs, console, label=f"stage {run.index} {stage.technique}"))
             validation = (x_val, val.y) if val.y is not None else None
             fine_tune(prepared, technique.unwrap(prepared), stage, x_train, train.y, validation, cbs)
+            for reason in dict.fromkeys(r for cb in cbs if (r := getattr(cb, "not_predicted", None))):
+                warn(f"stage {run.index} ({stage.technique}): latency per epoch {reason}")
         before, current = current, run.finalize(prepared)
         if done is not None and not technique.can(Capability.STAYS_WRAPPED):
             _save_checkpoint(current, done)
@@ -244,15 +246,40 @@ def _against_plain_convert(original: Any, result: Any, calib: Any, options: Conv
     why = [f"weights and constants {weights:+,} B ({len(a.tensors)} tensors vs {len(b.tensors)})",
            f"names, quantization parameters and graph {len(tflite) - len(plain) - weights:+,} B "
            f"(tensor names {names:+,} B)"]
-    before, after = original.count_params(), result.count_params()
+    shared = _shared_constant_bytes(b) - _shared_constant_bytes(a)
+    if shared > 0:
+        why.append(f"the original converted as is stores identical constants once ({shared:,} B saved: equal "
+                   "biases, as the all-zero ones of an untrained model or of freshly initialised BatchNormalization; "
+                   "after training they differ and that saving is gone from any file)")
+    ops_a, ops_b = a.op_counts(), b.op_counts()
+    more = {op: ops_a.get(op, 0) - ops_b.get(op, 0) for op in {*ops_a, *ops_b}}
+    if any(more.values()):
+        why.append("operators " + ", ".join(f"{op} {n:+d}" for op, n in sorted(more.items(), key=lambda kv: -kv[1]) if n))
+    before, after = _trainable_count(original), _trainable_count(result)
     if after > before:
-        why.append(f"the stages added parameters ({before:,} -> {after:,})")
+        why.append(f"the stages added trainable parameters ({before:,} -> {after:,})")
     from tfcompress.techniques import get_technique
 
     advice = [a for t in dict.fromkeys(st.technique for st in rec.stages) if (a := get_technique(t).size_advice)]
     return len(plain), (f"the result ({len(tflite):,} B) is larger than the original converted as is "
                         f"({len(plain):,} B, +{100 * (len(tflite) - len(plain)) / len(plain):.1f}%): "
                         + "; ".join(why) + ("; " + "; ".join(advice) if advice else ""))
+
+def _trainable_count(model: Any) -> int:
+    """Trainable weights of the layers themselves: what a training wrapper adds around a layer (quantizer ranges,
+    cluster centroids, masks) is not a parameter of the result."""
+    layers = [getattr(layer, "layer", layer) for layer in getattr(model, "layers", [model])]
+    return int(sum(np.prod(w.shape) for layer in layers for w in layer.trainable_weights))
+
+
+def _shared_constant_bytes(parsed: Any) -> int:
+    """Bytes a .tflite saves by letting constant tensors with identical contents share one buffer."""
+    users: dict[int, list[int]] = {}
+    for t in parsed.tensors:
+        if t.is_constant:
+            users.setdefault(t.buffer, []).append(t.nbytes)
+    return sum(sum(sizes[1:]) for sizes in users.values())
+
 
 def _arrays(train: Any, val: Any, calib_samples: int) -> tuple[Any, Any, Any, Any]:
     """Calibration samples, training and validation inputs, and the labelled samples techniques get."""

@@ -129,6 +129,7 @@ def render_stages(report: CompressReport, console: Any, wide: bool | None = None
         )))
         table.add_row(*(cells[c] for c in show))
     console.print(table)
+    render_stage_details(report, console, wide)
 
     if report.weights:
         rows = list(report.weights) if wide else sorted(report.weights, key=lambda w: -w.stored_bytes)[:NARROW_WEIGHT_ROWS]
@@ -149,6 +150,63 @@ def render_stages(report: CompressReport, console: Any, wide: bool | None = None
         more = len(report.weights) - NARROW_WEIGHT_ROWS
         console.print("[dim]narrow tables" + (f" ({more} smaller weight tensors not shown)" if more > 0 else "")
                       + ": every column with --wide, or in the report JSON[/]")
+
+
+DETAIL_ROWS = 12  # narrow: rows of each list in a stage's details (the rest: --wide, the report JSON)
+_COSTS = (("params", "params"), ("macs", "MACs"), ("flops", "FLOPs"))
+
+
+def render_stage_details(report: CompressReport, console: Any, wide: bool) -> None:
+    """What each stage's technique reported about itself (`StageReport.details`, e.g. which layers a swap
+    replaced and how each new layer started): cost before -> after, scalars, and each list as a table."""
+    from rich.table import Table
+
+    for s in report.stages:
+        d = dict(s.details)
+        if not d:
+            continue
+        costs = [f"{label} {d.pop(f'{k}_before'):,} -> {d.pop(f'{k}_after'):,}" for k, label in _COSTS
+                 if f"{k}_before" in d and f"{k}_after" in d]
+        scalars = [f"{k} {_cell(v)}" for k, v in d.items() if not isinstance(v, (list, dict))]
+        console.print(f"stage {s.index} {s.technique}: " + "; ".join(costs + scalars))
+        for key, value in d.items():
+            if isinstance(value, dict):
+                console.print(f"  {key}: {_cell(value)}")
+            elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value) and not wide:
+                console.print(f"  {key} ({len(value)}):")
+                for row in value[:DETAIL_ROWS]:  # narrow: a line each, wrapped, rather than a table of slivers
+                    first, *rest = row.items()
+                    console.print(f"    {_cell(first[1])}: " + "; ".join(f"{k.replace('_', ' ')} {_cell(v)}"
+                                                                       for k, v in rest))
+                if len(value) > DETAIL_ROWS:
+                    console.print(f"[dim]    {len(value) - DETAIL_ROWS} more: --wide, or the report JSON[/]")
+            elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+                rows = value
+                t = Table(title=f"stage {s.index} {s.technique}: {key} ({len(value)})", title_justify="left")
+                cols = list(dict.fromkeys(k for row in rows for k in row))
+                for col in cols:
+                    t.add_column(col.replace("_", " "), overflow="fold")
+                for row in rows:
+                    t.add_row(*(_cell(row.get(c, ""), sep="\n") for c in cols))
+                console.print(t)
+            elif isinstance(value, list):
+                shown = value if wide else value[:DETAIL_ROWS]
+                console.print(f"  {key} ({len(value)}): " + ", ".join(_cell(v) for v in shown)
+                              + (", ..." if len(value) > len(shown) else ""))
+
+
+def _cell(v: Any, sep: str = ", ") -> str:
+    """One value of a stage's details as short text (bounded: long lists and nested dicts are cut); a dict's
+    items joined by `sep` (a new line inside a table cell)."""
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, int) and not isinstance(v, bool):
+        return f"{v:,}"
+    if isinstance(v, dict):
+        return sep.join(f"{k}: {_cell(x)}" for k, x in list(v.items())[:DETAIL_ROWS])
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_cell(x) for x in v[:DETAIL_ROWS]) + (", ...]" if len(v) > DETAIL_ROWS else "]")
+    return str(v)
 
 
 _SHORT_OPS = {"CONV_2D": "conv", "DEPTHWISE_CONV_2D": "dw", "FULLY_CONNECTED": "fc", "BATCH_MATMUL": "matmul"}

@@ -126,19 +126,29 @@ class TfliteRunner:
             )
         self.inputs = self.interpreter.get_input_details()
         self.outputs = self.interpreter.get_output_details()
-        self._batch = None
+        self._shapes = None
 
-    def _resize(self, batch: int) -> None:
-        if self._batch == batch:
+    def _resize(self, xs: list[np.ndarray]) -> None:
+        """Inputs sized as the samples `xs` where the model leaves a dimension open (-1: the batch, a sequence
+        length); fixed dimensions stay (a sample that does not fit them fails in set_tensor, naming them)."""
+        shapes = tuple(
+            tuple(int(n) if open_ else int(m) for n, m, open_ in zip(x.shape, d["shape"], self._open(d)))
+            for x, d in zip(xs, self.inputs)
+        )
+        if self._shapes == shapes:
             return
-        for d in self.inputs:
-            sig = list(d.get("shape_signature", d["shape"]))
-            if sig and sig[0] == -1 or batch == 1:
-                self.interpreter.resize_tensor_input(d["index"], [batch, *d["shape"][1:]])
+        for d, shape in zip(self.inputs, shapes):
+            if any(self._open(d)) or shape[:1] == (1,):
+                self.interpreter.resize_tensor_input(d["index"], list(shape))
         self.interpreter.allocate_tensors()
         self.inputs = self.interpreter.get_input_details()
         self.outputs = self.interpreter.get_output_details()
-        self._batch = batch
+        self._shapes = shapes
+
+    @staticmethod
+    def _open(d: dict) -> list[bool]:
+        """Per dimension of input `d`: whether the model accepts any size there."""
+        return [n == -1 for n in d.get("shape_signature", d["shape"])]
 
     @property
     def dynamic_batch(self) -> bool:
@@ -152,7 +162,7 @@ class TfliteRunner:
         chunks: list[list[np.ndarray]] = []
         for start in range(0, n, batch):
             part = [x[start : start + batch] for x in xs]
-            self._resize(len(part[0]))
+            self._resize(part)
             for d, x in zip(self.inputs, part):
                 self.interpreter.set_tensor(d["index"], quantize(x, d))
             self.interpreter.invoke()
@@ -168,7 +178,7 @@ class TfliteRunner:
         """
         from tfcompress.edge import edge_profile
 
-        self._resize(1)
+        self._resize([x[:1] for x in xs])
         for d, x in zip(self.inputs, xs):
             self.interpreter.set_tensor(d["index"], quantize(x[:1], d))
         with edge_profile.pinned("auto", self.threads):

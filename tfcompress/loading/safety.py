@@ -13,8 +13,10 @@ Each reference must be one of:
 - in the user's `custom_objects` (by class or registered name).
 
 Classes that carry code (Lambda's bytecode or imported function, tf_keras op layers, pickled torch modules, ...)
-are refused by name even though Keras ships them. Refused unless `safe_mode=False`; with it, an unknown class
-that Keras could not find anyway is named with the `--custom-objects` hint.
+are refused by name even though Keras ships them, except tf_keras op layers whose TensorFlow symbol is pure tensor
+math (`PURE_OP_SYMBOLS`: what the bridge writes for `keras.ops` calls) and the activation functions tfcompress
+registers itself, so a bridged model saved by the user reloads. Refused unless `safe_mode=False`; with it, an
+unknown class that Keras could not find anyway is named with the `--custom-objects` hint.
 
 Bounded: at most `MAX_DEPTH` levels and `MAX_NODES` dicts / lists / values, then a clear error.
 """
@@ -55,6 +57,25 @@ UNSAFE_CLASSES = frozenset(
         "TorchModuleWrapper", "JaxLayer", "FlaxLayer", "TFSMLayer",  # Keras 3: pickle, functions, stored paths
     }
 )
+# tf_keras op layers whose TensorFlow symbol is pure tensor math (what the bridge writes for Keras 3 `keras.ops`
+# calls and tensor operators, tests/test_bridge_ops.py keeps the two in step): they look up nothing else and
+# are data like any layer. Any other symbol (tf.io.write_file, tf.py_function, ...) stays refused.
+PURE_OP_SYMBOLS = frozenset(
+    {
+        "__operators__.getitem", "cast", "clip_by_value", "concat", "expand_dims", "reshape", "squeeze", "stack",
+        "transpose", "where", "linalg.matmul",
+        "math.abs", "math.add", "math.divide", "math.equal", "math.erf", "math.exp", "math.greater",
+        "math.greater_equal", "math.less", "math.less_equal", "math.log", "math.maximum", "math.minimum",
+        "math.multiply", "math.negative", "math.not_equal", "math.pow", "math.reduce_max", "math.reduce_mean",
+        "math.reduce_min", "math.reduce_sum", "math.rsqrt", "math.sigmoid", "math.softplus", "math.sqrt",
+        "math.square", "math.subtract", "math.tanh",
+        "nn.elu", "nn.gelu", "nn.leaky_relu", "nn.log_softmax", "nn.relu", "nn.relu6", "nn.silu", "nn.softmax",
+    }
+)
+_OP_LAYERS = frozenset({"TFOpLambda", "SlicingOpLambda"})
+# Activation functions tfcompress itself registers (tfcompress/bridge/activations.py: Keras 3 activations that
+# tf_keras lacks); importing tfcompress registers them, so a bridged model reloads.
+_OWN_FUNCTION_PREFIX = "tfcompress>keras3_"
 _CONTAINER_CLASSES = frozenset({"Functional", "Sequential", "Model"})
 _KERAS_PACKAGES = frozenset({"keras", "tf_keras"})
 _CLASS_NAMESPACES = (
@@ -75,6 +96,7 @@ class ConfigObject:
     module: str | None = None
     registered_name: str | None = None
     function: str | None = None  # the function's name when class_name == "function"
+    op: str | None = None  # a tf_keras op layer's TensorFlow symbol ("math.add")
 
     def label(self) -> str:
         """How an error names it: the layer's name, else where it sits in the config."""
@@ -135,6 +157,8 @@ def _object(value: dict, path: Any) -> ConfigObject:
         module=module if isinstance(module, str) else None if module is None else repr(module),
         registered_name=registered if isinstance(registered, str) else None if registered is None else repr(registered),
         function=inner if cls == "function" and isinstance(inner, str) else None,
+        op=inner.get("function") if cls in _OP_LAYERS and isinstance(inner, dict)
+        and isinstance(inner.get("function"), str) else None,
     )
 
 
@@ -186,12 +210,14 @@ def classify(obj: ConfigObject, flavor: str, custom_objects: dict[str, Any]) -> 
         return "safe"
     if cls == "__typespec__":  # Keras 3: a TypeSpec class looked up by module (TensorFlow's own)
         return "safe" if obj.module and obj.module.split(".")[0] in (*_KERAS_PACKAGES, "tensorflow") else "custom"
+    if cls in _OP_LAYERS and flavor == "tf_keras" and obj.op in PURE_OP_SYMBOLS:
+        return "safe"
     if cls in UNSAFE_CLASSES:
         return "unsafe"
     if cls == "function":
         if obj.function is None:
             return "custom"
-        if obj.function in custom_objects:
+        if obj.function in custom_objects or _own_function(obj.function):
             return "safe"
         from_keras = obj.module in (None, "builtins") or _is_keras_module(obj.module)
         return "safe" if from_keras and _builtin(obj.function, flavor, functions=True) else "custom"
@@ -202,6 +228,15 @@ def classify(obj: ConfigObject, flavor: str, custom_objects: dict[str, Any]) -> 
     if obj.registered_name not in (None, cls):
         return "custom"  # Keras looks a registered name up first: it would not be the built-in
     return "safe" if cls in _CONTAINER_CLASSES or _builtin(cls, flavor, functions=False) else "custom"
+
+
+def _own_function(name: str) -> bool:
+    """One of the activation functions tfcompress registers (and so can deserialize without the file's code)."""
+    if not name.startswith(_OWN_FUNCTION_PREFIX):
+        return False
+    from tfcompress.bridge.activations import KERAS3_ACTIVATIONS
+
+    return name[len(_OWN_FUNCTION_PREFIX):] in KERAS3_ACTIVATIONS
 
 
 def _shown(obj: ConfigObject) -> str:

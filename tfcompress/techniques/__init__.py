@@ -88,7 +88,13 @@ def get_technique(name: str) -> Technique:
 
 
 def strip_training_wrappers(model: Any) -> Any:
-    """`model` with every registered technique's training-time wrappers removed (the model that ships)."""
+    """`model` with every registered technique's training-time wrappers removed (the model that ships).
+
+    A Keras 3 model holds none (the techniques wrap tf_keras models): it is returned as it is."""
+    from tfcompress.keras_compat import is_tf_keras_model
+
+    if not is_tf_keras_model(model):
+        return model
     for capability in (Capability.TRAINING_WRAPPER, Capability.WRAPS_LAYERS):  # outer wrappers first
         for entry in TECHNIQUES.values():
             if entry.can(capability):

@@ -47,7 +47,10 @@ def clusterable_weights(layer: Any) -> list[Any]:
     registry = clustering_registry.ClusteringRegistry
     if not registry.supports(layer):
         return []
-    names = registry._weight_names(layer)
+    try:
+        names = registry._weight_names(layer)
+    except KeyError:  # supported as a whole (MultiHeadAttention, RNN layers): TF-MOT clusters their kernels
+        names = ["kernel", "recurrent_kernel"]
     return [w for w in layer.trainable_weights if any(w.name.split("/")[-1].startswith(n) for n in names)]
 
 

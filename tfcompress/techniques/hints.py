@@ -5,18 +5,24 @@ of its intermediate feature maps (mean squared error), through a learned 1x1
 adapter where the channel counts differ. Pairs come from name rules (the last
 layer whose name matches each regex) or, with "auto", from spatial size: for
 each feature-map size (H x W, larger than 1 x 1) both models have, the last
-layer of that size in each.
+layer of that size in each; models with no 2-D feature maps at all (text, audio) get
+no hints from "auto" (a `HintWarning` says so).
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator
 
 from tfcompress.errors import TfcompressError
 
-__all__ = ["HintPair", "hint_pairs"]
+__all__ = ["HintPair", "HintWarning", "hint_pairs"]
+
+
+class HintWarning(UserWarning):
+    """`hints: auto` found nothing to pair and distillation goes on with the outputs only."""
 
 
 class HintPair(BaseModel):
@@ -75,6 +81,10 @@ def hint_pairs(student: Any, teacher: Any, hints: Any) -> list[tuple[str, str, t
             return sizes
 
         s_sizes, t_sizes = by_size(student), by_size(teacher)
+        if not s_sizes and not t_sizes:
+            warnings.warn(f"hints: auto: '{student.name}' and its teacher have no 2-D feature maps (not an image "
+                          "model): distilling the outputs only", HintWarning, stacklevel=2)
+            return []
         pairs = [(s_sizes[k][0], t_sizes[k][0], s_sizes[k][1], t_sizes[k][1]) for k in s_sizes if k in t_sizes]
         if not pairs:
             raise TfcompressError("hints: auto found no feature-map size the student and the teacher share",

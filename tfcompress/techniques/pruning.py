@@ -8,6 +8,7 @@ recipe's sparse export (`export: {sparse: true}`, `tfcompress.types.ExportSettin
 
 from __future__ import annotations
 
+import warnings
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, model_validator
@@ -16,6 +17,10 @@ from tfcompress.errors import TfcompressError
 from tfcompress.techniques import load_tfmot
 from tfcompress.techniques.base import Capability, StageContext, Technique
 from tfcompress.types import LayerRule
+
+class UnprunedLayerWarning(UserWarning):
+    """Prunable layers a stage leaves dense because TF-MOT's sparsity pattern does not take their kernels."""
+
 
 _COUNT = Annotated[StrictInt, Field(ge=1, le=1024)]  # a block side, or one of m_by_n's counts
 
@@ -130,13 +135,25 @@ def apply(model: Any, params: Params, rules: tuple[LayerRule, ...] = (), ctx: St
                 "XNNPACK's sparse kernels need NHWC float/int8 1x1 convolutions after a 3x3 stride-2 stem, ending in "
                 "GlobalAveragePooling; use policy: none",
             ) from None
+    left_dense: list[str] = []
+
     def allowed(layer: Any) -> bool:
         if not is_prunable(layer) or (policy is not None and not policy.allow_pruning(layer)):
             return False
-        # TF-MOT's block sparsity works on 2-D kernels (Dense) only: other layers stay unpruned.
-        return params.block_size == (1, 1) or all(w.shape.rank == 2 for w in layer.trainable_weights if w.shape.rank > 1)
+        ranks = {w.shape.rank for w in layer.trainable_weights if w.shape.rank > 1}
+        # TF-MOT's block sparsity works on 2-D kernels (Dense), its m-by-n sparsity on 2-D and 4-D ones (Dense,
+        # Conv2D); it raises mid-training on any other (Conv1D, MultiHeadAttention's 3-D einsum kernels).
+        fits = (params.block_size == (1, 1) or ranks <= {2}) and (params.m_by_n is None or ranks <= {2, 4})
+        if not fits and layer.name not in left_dense:
+            left_dense.append(f"{layer.name} ({type(layer).__name__}, {'x'.join(map(str, sorted(ranks)))}-D kernel)")
+        return fits
 
     plan = plan_layers(_all_layers(model), rules, params, allowed, where=f"prune stage of '{model.name}'")
+    if left_dense:
+        kind = "block" if params.block_size != (1, 1) else f"{params.m_by_n[0]}:{params.m_by_n[1]}"
+        warnings.warn(f"prune stage of '{model.name}': {kind} sparsity leaves {len(left_dense)} layer(s) dense, "
+                      f"TF-MOT prunes only {'2-D' if kind == 'block' else '2-D and 4-D'} kernels that way: "
+                      + ", ".join(dict.fromkeys(left_dense)), UnprunedLayerWarning, stacklevel=2)
     if not plan.params:
         raise TfcompressError(f"no prunable layer in model '{model.name}' after the recipe's rules", "check the rules' skip/match")
 

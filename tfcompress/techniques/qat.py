@@ -74,7 +74,20 @@ def _output_only_config() -> type:
     return OutputQuantizeConfig
 
 
-# Layer classes TF-MOT's default 8-bit registry lacks -> QuantizeConfig factory.
+def _pass_through_config() -> type:
+    """A QuantizeConfig that quantizes nothing: the layer's output keeps its input's quantization."""
+    base = _output_only_config()
+
+    class PassThroughQuantizeConfig(base):  # type: ignore[misc, valid-type]
+        """No fake-quant at all: int8 average pooling must have the same scale in and out."""
+
+        def get_output_quantizers(self, layer: Any) -> list:
+            return []
+
+    return PassThroughQuantizeConfig
+
+
+# Layer classes TF-MOT's default 8-bit registry lacks (or gets wrong) -> QuantizeConfig factory.
 QUANTIZE_CONFIGS: dict[str, Any] = {
     "Multiply": _output_only_config,  # squeeze-and-excitation gates (EfficientNet, MobileNetV3)
     "Rescaling": _output_only_config,  # input scaling (EfficientNet)
@@ -84,10 +97,42 @@ QUANTIZE_CONFIGS: dict[str, Any] = {
     "Maximum": _output_only_config,
     "Minimum": _output_only_config,
     "Cropping2D": _output_only_config,
+    # TF-MOT gives average pooling its own output range; the converter then refuses the model ("average_pool_2d
+    # op quantization parameters violate the same scale constraint", DenseNet's transitions).
+    "AveragePooling1D": _pass_through_config,
+    "AveragePooling2D": _pass_through_config,
 }
 
 # Handled by TF-MOT's layout transforms (folded into the preceding conv), not by the registry.
 _FOLDED = ("BatchNormalization",)
+# What the folding transforms fold a BatchNormalization into (a linear conv / dense right before it).
+_FOLDS_INTO = ("Conv2D", "DepthwiseConv2D", "Dense")
+# Activation functions TF-MOT's Default8BitActivationQuantizeConfig knows (it raises on any other).
+_TFMOT_ACTIVATIONS = ("relu", "swish", "gelu", "relu6", "linear", "softmax", "sigmoid", "tanh")
+
+
+def _output_only_reason(layer: Any) -> str | None:
+    """Why a layer TF-MOT would take by class needs the output-only config instead, or None.
+
+    An Activation whose function TF-MOT's activation config does not know (Keras 3's hard_silu in MobileNetV3,
+    elu, ...) makes quantize_apply raise; a BatchNormalization that follows no linear conv / dense
+    (DenseNet's BN after Concatenate, a BN on the input) is folded by no transform and TF-MOT refuses it."""
+    cls = type(layer).__name__
+    if cls == "Activation":
+        name = getattr(layer.activation, "__name__", None)
+        return None if name in _TFMOT_ACTIVATIONS else f"activation {name or layer.activation!r}"
+    if cls in _FOLDED:
+        nodes = getattr(layer, "_inbound_nodes", [])
+        before = _as_list(nodes[0].inbound_layers) if nodes else []
+        prev = before[0] if len(before) == 1 else None
+        if type(prev).__name__ in _FOLDS_INTO and getattr(prev.activation, "__name__", None) == "linear":
+            return None
+        return f"after {type(prev).__name__ if prev is not None else 'the input'}"
+    return None
+
+
+def _as_list(x: Any) -> list:
+    return list(x) if isinstance(x, (list, tuple)) else [x]
 
 
 def _registry() -> Any:
@@ -129,12 +174,45 @@ def choose_scheme(model: Any, params: Params) -> str:
 def _scheme_object(name: str) -> Any:
     tfmot = load_tfmot()
     combine = tfmot.experimental.combine
-    return {
-        "default": lambda: None,
+    q = tfmot.quantization.keras
+    scheme = {
+        "default": q.default_8bit.Default8BitQuantizeScheme,
         "prune_preserve": combine.Default8BitPrunePreserveQuantizeScheme,
         "cluster_preserve": lambda: combine.Default8BitClusterPreserveQuantizeScheme(preserve_sparsity=False),
         "prune_cluster_preserve": lambda: combine.Default8BitClusterPreserveQuantizeScheme(preserve_sparsity=True),
     }[name]()
+
+    class Registry:
+        """The scheme's registry, claiming only layers it can give a working config.
+
+        quantize_apply quantizes the output of an unannotated layer that feeds an annotated one whenever the
+        registry `supports` it; TF-MOT's registries claim layers they then fail on: the collaborative ones every
+        layer without weights (MaxPooling1D, TFOpLambda: `get_quantize_config` raises), the default one every
+        Activation (its config raises on functions it does not know, e.g. Keras 3's hard_silu)."""
+
+        def __init__(self, inner: Any) -> None:
+            self._inner = inner
+
+        def supports(self, layer: Any) -> bool:
+            if not self._inner.supports(layer):
+                return False
+            try:
+                self._inner.get_quantize_config(layer).get_output_quantizers(layer)
+            except (ValueError, RuntimeError, KeyError):
+                return False
+            return True
+
+        def __getattr__(self, attr: str) -> Any:
+            return getattr(self._inner, attr)
+
+    class Scheme(q.QuantizeScheme):
+        def get_layout_transformer(self) -> Any:
+            return scheme.get_layout_transformer()
+
+        def get_quantize_registry(self) -> Any:
+            return Registry(scheme.get_quantize_registry())
+
+    return Scheme()
 
 
 @dataclass(frozen=True)
@@ -161,7 +239,7 @@ def plan(model: Any, params: Params, rules: tuple[LayerRule, ...] = ()) -> QatPl
         cls = type(layer).__name__
         if rule is not None and rule.skip:
             skipped.append(layer.name)
-        elif cls in QUANTIZE_CONFIGS:
+        elif cls in QUANTIZE_CONFIGS or _output_only_reason(layer) is not None:
             custom.append(layer.name)
         elif registry.supports(layer) or cls in _FOLDED:
             annotated.append(layer.name)
@@ -193,10 +271,12 @@ def apply(model: Any, params: Params, rules: tuple[LayerRule, ...] = (), ctx: St
     annotate = set(p.annotated)
     custom = set(p.custom_config)
     configs = {cls: factory() for cls, factory in QUANTIZE_CONFIGS.items()}
+    output_only = configs["Multiply"]
 
     def wrap(layer: Any) -> Any:
         if layer.name in custom:
-            return q.quantize_annotate_layer(layer, quantize_config=configs[type(layer).__name__]())
+            factory = configs.get(type(layer).__name__, output_only)
+            return q.quantize_annotate_layer(layer, quantize_config=factory())
         if layer.name in annotate:
             return q.quantize_annotate_layer(layer)
         return layer
@@ -204,8 +284,7 @@ def apply(model: Any, params: Params, rules: tuple[LayerRule, ...] = (), ctx: St
     annotated = tf_keras.models.clone_model(model, clone_function=wrap)
     scope = {cfg.__name__: cfg for cfg in configs.values()}
     with q.quantize_scope(scope):
-        scheme = _scheme_object(p.scheme)
-        return q.quantize_apply(annotated, scheme) if scheme is not None else q.quantize_apply(annotated)
+        return q.quantize_apply(annotated, _scheme_object(p.scheme))
 
 
 # Nothing to strip (QAT models convert as they are: fake-quant carries the ranges) and no callbacks.
@@ -215,4 +294,8 @@ TECHNIQUE = Technique(
     params_type=Params,
     apply=apply,
     capabilities=frozenset({Capability.WRAPS_LAYERS, Capability.STAYS_WRAPPED}),
+    size_advice="QAT fixes each quantized layer's output range while training, so where the converter alone would "
+                "give tensors one scale (a Concatenate's inputs) it requantizes (QUANTIZE ops), and what it would fold "
+                "into the layer before (a constant added after a conv: MobileNetV3's hard-sigmoid x + 3) stays an "
+                "op: graph bytes and a little latency, not weights",
 )

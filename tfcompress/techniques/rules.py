@@ -159,5 +159,14 @@ def fresh_copy(model: Any) -> Any:
     from tfcompress.keras_compat import tf_keras
 
     copy = tf_keras.models.clone_model(model)
-    copy.set_weights(model.get_weights())
+    try:
+        copy.set_weights(model.get_weights())
+    except ValueError:  # a layer lists its weights in another order than a new one: match them by name
+        # (TF-MOT's strip_clustering leaves MultiHeadAttention's kernels first, then its biases)
+        for new, old in zip(copy.layers, model.layers):
+            values = {w.name: w for w in old.weights}
+            if sorted(values) == sorted(w.name for w in new.weights):
+                new.set_weights([values[w.name].numpy() for w in new.weights])
+            else:
+                new.set_weights(old.get_weights())
     return copy
