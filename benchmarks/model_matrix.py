@@ -252,7 +252,7 @@ def main() -> int:
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default="all", help="comma-separated names, 'small' or 'all'")
-    ap.add_argument("--recipes", default="all", help="comma-separated shipped recipes, or 'all'")
+    ap.add_argument("--recipes", default="all", help="comma-separated shipped recipes, 'all', or '' (none)")
     ap.add_argument("--side", type=int, default=96, help="input side of the keras.applications models")
     ap.add_argument("--compress-only", action="store_true",
                     help="only the compress rows (run one model and recipe per process: CQAT on MobileNetV2 at 64x64 "
@@ -262,7 +262,7 @@ def main() -> int:
     import tfcompress.keras_compat  # noqa: F401
 
     models = list(APPS + SMALL) if a.models == "all" else list(SMALL) if a.models == "small" else a.models.split(",")
-    recipes = list_shipped_recipes() if a.recipes == "all" else a.recipes.split(",")
+    recipes = list_shipped_recipes() if a.recipes == "all" else [r for r in a.recipes.split(",") if r]
     rows: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in models:
