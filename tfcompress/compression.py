@@ -267,7 +267,7 @@ def _against_plain_convert(original: Any, result: Any, calib: Any, options: Conv
 
 def _trainable_count(model: Any) -> int:
     """Trainable weights of the layers themselves: what a training wrapper adds around a layer (quantizer ranges,
-    cluster centroids, masks) is not a parameter of the result."""
+    shared-value centroids, masks) is not a parameter of the result."""
     layers = [getattr(layer, "layer", layer) for layer in getattr(model, "layers", [model])]
     return int(sum(np.prod(w.shape) for layer in layers for w in layer.trainable_weights))
 
