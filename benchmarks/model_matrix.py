@@ -256,7 +256,7 @@ def main() -> int:
     ap.add_argument("--side", type=int, default=96, help="input side of the keras.applications models")
     ap.add_argument("--compress-only", action="store_true",
                     help="only the compress rows (run one model and recipe per process: CQAT on MobileNetV2 at 64x64 "
-                         "peaks near 10 GB, and a process that runs many recipes on a large model was killed for "
+                         "reached 21 GB before it was killed, and a process that runs many recipes on a large model was killed for "
                          "memory here)")
     a = ap.parse_args()
     import tfcompress.keras_compat  # noqa: F401

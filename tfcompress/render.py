@@ -170,9 +170,10 @@ def render_stage_details(report: CompressReport, console: Any, wide: bool) -> No
         scalars = [f"{k} {_cell(v)}" for k, v in d.items() if not isinstance(v, (list, dict))]
         console.print(f"stage {s.index} {s.technique}: " + "; ".join(costs + scalars))
         for key, value in d.items():
+            records = isinstance(value, list) and bool(value) and all(isinstance(v, dict) for v in value)
             if isinstance(value, dict):
                 console.print(f"  {key}: {_cell(value)}")
-            elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value) and not wide:
+            elif records and not wide:
                 console.print(f"  {key} ({len(value)}):")
                 for row in value[:DETAIL_ROWS]:  # narrow: a line each, wrapped, rather than a table of slivers
                     first, *rest = row.items()
@@ -180,13 +181,12 @@ def render_stage_details(report: CompressReport, console: Any, wide: bool) -> No
                                                                        for k, v in rest))
                 if len(value) > DETAIL_ROWS:
                     console.print(f"[dim]    {len(value) - DETAIL_ROWS} more: --wide, or the report JSON[/]")
-            elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
-                rows = value
+            elif records:
                 t = Table(title=f"stage {s.index} {s.technique}: {key} ({len(value)})", title_justify="left")
-                cols = list(dict.fromkeys(k for row in rows for k in row))
+                cols = list(dict.fromkeys(k for row in value for k in row))
                 for col in cols:
                     t.add_column(col.replace("_", " "), overflow="fold")
-                for row in rows:
+                for row in value:
                     t.add_row(*(_cell(row.get(c, ""), sep="\n") for c in cols))
                 console.print(t)
             elif isinstance(value, list):

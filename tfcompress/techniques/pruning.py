@@ -135,7 +135,7 @@ def apply(model: Any, params: Params, rules: tuple[LayerRule, ...] = (), ctx: St
                 "XNNPACK's sparse kernels need NHWC float/int8 1x1 convolutions after a 3x3 stride-2 stem, ending in "
                 "GlobalAveragePooling; use policy: none",
             ) from None
-    left_dense: list[str] = []
+    left_dense: dict[str, str] = {}  # layer name -> how it is named in the warning (allowed() runs more than once)
 
     def allowed(layer: Any) -> bool:
         if not is_prunable(layer) or (policy is not None and not policy.allow_pruning(layer)):
@@ -144,8 +144,8 @@ def apply(model: Any, params: Params, rules: tuple[LayerRule, ...] = (), ctx: St
         # TF-MOT's block sparsity works on 2-D kernels (Dense), its m-by-n sparsity on 2-D and 4-D ones (Dense,
         # Conv2D); it raises mid-training on any other (Conv1D, MultiHeadAttention's 3-D einsum kernels).
         fits = (params.block_size == (1, 1) or ranks <= {2}) and (params.m_by_n is None or ranks <= {2, 4})
-        if not fits and layer.name not in left_dense:
-            left_dense.append(f"{layer.name} ({type(layer).__name__}, {'x'.join(map(str, sorted(ranks)))}-D kernel)")
+        if not fits:
+            left_dense[layer.name] = f"{layer.name} ({type(layer).__name__}, {'x'.join(map(str, sorted(ranks)))}-D kernel)"
         return fits
 
     plan = plan_layers(_all_layers(model), rules, params, allowed, where=f"prune stage of '{model.name}'")
@@ -153,7 +153,7 @@ def apply(model: Any, params: Params, rules: tuple[LayerRule, ...] = (), ctx: St
         kind = "block" if params.block_size != (1, 1) else f"{params.m_by_n[0]}:{params.m_by_n[1]}"
         warnings.warn(f"prune stage of '{model.name}': {kind} sparsity leaves {len(left_dense)} layer(s) dense, "
                       f"TF-MOT prunes only {'2-D' if kind == 'block' else '2-D and 4-D'} kernels that way: "
-                      + ", ".join(dict.fromkeys(left_dense)), UnprunedLayerWarning, stacklevel=2)
+                      + ", ".join(left_dense.values()), UnprunedLayerWarning, stacklevel=2)
     if not plan.params:
         raise TfcompressError(f"no prunable layer in model '{model.name}' after the recipe's rules", "check the rules' skip/match")
 

@@ -270,19 +270,20 @@ def apply(model: Any, params: Params, rules: tuple[LayerRule, ...] = (), ctx: St
         )
     annotate = set(p.annotated)
     custom = set(p.custom_config)
-    configs = {cls: factory() for cls, factory in QUANTIZE_CONFIGS.items()}
-    output_only = configs["Multiply"]
+    # one QuantizeConfig class per factory (a factory makes a new class per call); layers given the output-only
+    # config by `_output_only_reason` rather than by class use that factory's
+    classes = {f: f() for f in dict.fromkeys([*QUANTIZE_CONFIGS.values(), _output_only_config])}
 
     def wrap(layer: Any) -> Any:
         if layer.name in custom:
-            factory = configs.get(type(layer).__name__, output_only)
-            return q.quantize_annotate_layer(layer, quantize_config=factory())
+            config = classes[QUANTIZE_CONFIGS.get(type(layer).__name__, _output_only_config)]
+            return q.quantize_annotate_layer(layer, quantize_config=config())
         if layer.name in annotate:
             return q.quantize_annotate_layer(layer)
         return layer
 
     annotated = tf_keras.models.clone_model(model, clone_function=wrap)
-    scope = {cfg.__name__: cfg for cfg in configs.values()}
+    scope = {cfg.__name__: cfg for cfg in classes.values()}
     with q.quantize_scope(scope):
         return q.quantize_apply(annotated, _scheme_object(p.scheme))
 
