@@ -6,6 +6,7 @@
     remove_channels(analysis, removed)            the model without those channels, weights sliced
     count_flops(model) -> FlopTable               params / MACs / FLOPs per layer and in total
     change_resolution(model, r) -> model, change  rebuilt for inputs of side x r, weights carried
+    scale_depth(model, d) -> model, DepthPlan     ceil(d x k) residual blocks per stage of k (removed / copied)
 
 Importing this package does not import TensorFlow.
 """
@@ -34,6 +35,9 @@ _EXPORTS: dict[str, str] = {
     "cost_change": "tfcompress.surgery.flops",
     "ResolutionChange": "tfcompress.surgery.resolution",
     "change_resolution": "tfcompress.surgery.resolution",
+    "DepthPlan": "tfcompress.surgery.depth",
+    "find_stages": "tfcompress.surgery.depth",
+    "scale_depth": "tfcompress.surgery.depth",
 }
 
 __all__ = sorted(_EXPORTS)
