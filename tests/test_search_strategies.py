@@ -50,7 +50,8 @@ class Toy:
 
     def cost(self, g: Genome) -> Cost:
         ms = self.ms(g)
-        return Cost(key=g.key(), predicted_ms=ms, int8_bytes=int(ms * 1000), params=int(ms * 100), flops=0)
+        return Cost(key=g.key(), predicted_ms=ms, int8_bytes=int(ms * 1000), int4_bytes=int(ms * 500),
+                    params=int(ms * 100), flops=0)
 
     def over(self, c: Cost) -> float:
         return c.predicted_ms / self.budget

@@ -149,6 +149,11 @@ class PrecisionRule:
             layer = rest if at else None
         return cls(precision.strip(), layer=layer, op=op, class_name=class_name)  # type: ignore[arg-type]
 
+    def entry(self) -> dict[str, str]:
+        """The recipe form (`export: {precision: [...]}`): the fields that are set, the class under `class`."""
+        return {k: v for k, v in (("layer", self.layer), ("class", self.class_name), ("op", self.op),
+                                  ("precision", self.precision)) if v is not None}
+
     def text(self) -> str:
         """The `--precision` form (`parse` reads it back): 'LAYER=P', 'op:OP=P', 'class:CLASS=P', 'op:OP@LAYER=P', ..."""
         parts = [*(("op:" + self.op,) if self.op is not None else ()),

@@ -18,8 +18,8 @@ EXIT_BUDGET_MISSED = 1
 @click.option("--val-data", type=click.Path(path_type=str), default=None, help="Separate labelled validation data (same formats).")
 @click.option("--device", default="host", show_default=True, help="Device profile whose LUT prices every choice: a shipped name (tfcompress profile --list) or a profile JSON (tfcompress profile / --import).")
 @click.option("--latency-ms", type=click.FloatRange(min=0, min_open=True), default=None, metavar="MS", help="Budget: int8 latency on --device at most MS (predicted by the LUT; also measured here when the device is 'host').")
-@click.option("--size-kb", type=click.FloatRange(min=0, min_open=True), default=None, metavar="KB", help="Budget: int8 .tflite at most KB KiB.")
-@click.option("--max-acc-drop", type=click.FloatRange(min=0, max=100), default=None, metavar="PP", help="Accuracy budget: the final int8 model at most PP points below the original's float accuracy (checked and reported; exit 1 when missed).")
+@click.option("--size-kb", type=click.FloatRange(min=0, min_open=True), default=None, metavar="KB", help="Budget: the .tflite at most KB KiB (int8; with --int4, int4 layers where they may go).")
+@click.option("--max-acc-drop", type=click.FloatRange(min=0, max=100), default=None, metavar="PP", help="Accuracy budget: the final model (int8, or with --int4 layers) at most PP points below the original's float accuracy (checked and reported; exit 1 when missed).")
 @click.option("-o", "--output", required=True, type=click.Path(path_type=str), help="Output folder: best.tflite (+ .report.json, .meta.json), best.yaml, pareto.md / .json / .png, search.json, state/.")
 @click.option("--strategy", type=click.Choice(["netadapt", "evolve"]), default="netadapt", show_default=True, help="netadapt: greedy rounds, each the most accurate of the per-layer smallest changes that meet the round's target. evolve: Optuna NSGA-II over all layers at once (--trials).")
 @click.option("--step", type=click.FloatRange(0, 1, min_open=True), default=0.1, show_default=True, help="netadapt: each round's latency cut, a fraction of the original's.")
@@ -30,6 +30,7 @@ EXIT_BUDGET_MISSED = 1
 @click.option("--keep-levels", default=None, metavar="LIST", help="Channel fractions a group may keep, from 1 down, e.g. '1,0.75,0.5,0.25' (default 1 to 0.25 in eighths).")
 @click.option("--resolution-levels", default=None, metavar="LIST", help="Input side multipliers the search may use, e.g. '1,0.75,0.5' (default 1 to 0.5 in eighths; '1' keeps the resolution). Data is resized to match.")
 @click.option("--no-swaps", is_flag=True, help="Do not consider depthwise-separable swaps of k x k convolutions.")
+@click.option("--int4/--no-int4", default=False, show_default=True, help="Let layers take int4 weights (ai-edge-quantizer, CONV_2D / FULLY_CONNECTED) where the size budget needs it; chosen per layer after the structural search, each step measured in LiteRT, undone if it breaks --max-acc-drop or --latency-ms. Needs --size-kb; while searching, a model's size is estimated as its int8 size less half the int8 weights of every op that may take int4. pip install 'tfcompress[mixed]'.")
 @click.option("--executor", type=click.Choice(["local", "inline", "ray"]), default="local", show_default=True, help="Where trials run: local worker processes, this process, or Ray (pip install 'tfcompress[distributed]').")
 @click.option("--workers", type=click.IntRange(1, 64), default=None, help="Trial workers (default: one per CPU).")
 @click.option("--address", default=None, metavar="HOST:PORT", help="--executor ray: an existing Ray cluster (default: a local one on 127.0.0.1).")
@@ -41,7 +42,7 @@ EXIT_BUDGET_MISSED = 1
 @user_errors
 def search(model: str, data: str, val_data: str | None, device: str, latency_ms: float | None, size_kb: float | None,
            max_acc_drop: float | None, output: str, strategy: str, step: float, trials: int, trial_steps: int,
-           trial_samples: int, final_epochs: int, keep_levels: str | None, resolution_levels: str | None, no_swaps: bool, executor: str,
+           trial_samples: int, final_epochs: int, keep_levels: str | None, resolution_levels: str | None, no_swaps: bool, int4: bool, executor: str,
            workers: int | None, address: str | None, measure: str, complete_lut: bool, fresh: bool, seed: int, as_json: bool) -> None:
     """Compress MODEL to a budget on a device, choosing each layer's compression by the device's LUT.
 
@@ -55,7 +56,8 @@ def search(model: str, data: str, val_data: str | None, device: str, latency_ms:
 
     Per layer the search may keep fewer channels (structured pruning), swap a k x k
     convolution for a depthwise-separable block, or factorise a hidden Dense; for the
-    whole model it may lower the input resolution (the data is resized). Every
+    whole model it may lower the input resolution (the data is resized); with
+    --int4, layers may then take int4 weights where --size-kb needs it. Every
     choice is priced by the LUT (no training); the promising ones are fine-tuned
     briefly (trials) and compared on accuracy. The most accurate finalists within
     budget are timed here when the device is this machine; then the chosen one is
@@ -64,7 +66,7 @@ def search(model: str, data: str, val_data: str | None, device: str, latency_ms:
 
     Every trial is saved as it ends: run the same command again after an
     interruption and it continues (--fresh starts over). Exit 0: every budget met;
-    1: a budget missed (measured latency or accuracy); 2: bad input.
+    1: a budget missed (measured latency, size or accuracy); 2: bad input.
     """
     from tfcompress.errors import TfcompressError
     from tfcompress.search import search as run_search
@@ -72,9 +74,12 @@ def search(model: str, data: str, val_data: str | None, device: str, latency_ms:
     budgets: dict[str, object] = {"latency_ms": latency_ms, "size_kb": size_kb, "max_acc_drop": max_acc_drop,
                                   "strategy": strategy, "step": step, "trials": trials, "trial_steps": trial_steps,
                                   "trial_samples": trial_samples, "final_epochs": final_epochs, "swaps": not no_swaps,
-                                  "seed": seed}
+                                  "int4": int4, "seed": seed}
     if latency_ms is None and size_kb is None:
         raise TfcompressError("no budget given", "pass --latency-ms MS and / or --size-kb KB")
+    if int4 and size_kb is None:
+        raise TfcompressError("--int4 needs --size-kb", "pass --size-kb KB: layers take int4 weights only where "
+                              "the size budget needs them")
     for flag, key, text in (("--keep-levels", "keep_levels", keep_levels),
                             ("--resolution-levels", "resolution_levels", resolution_levels)):
         if text is not None:
@@ -110,10 +115,25 @@ def search(model: str, data: str, val_data: str | None, device: str, latency_ms:
         console.print(f"\n[bold]chosen[/]: {result.genome.describe()}")
         console.print(f"  predicted {o.predicted_ms:.3f} -> {c.predicted_ms:.3f} ms on {device}; int8 "
                       f"{o.int8_bytes:,} -> {c.int8_bytes:,} B; params {o.params:,} -> {c.params:,}")
+        if int4:
+            console.print(f"  with int4 where it may go (estimate, what the search judged): {o.int4_bytes:,} -> "
+                          f"{c.int4_bytes:,} B")
+        q = result.int4
+        if q is not None and q.layers:
+            console.print(f"  int4 layers ({len(q.layers)}): {', '.join(q.layers)}"
+                          + (f"; float: {', '.join(q.float_layers)}" if q.float_layers else ""))
+            acc = " -> ".join(f"{100 * a:.2f}%" if a is not None else "-"
+                              for a in (q.accuracy_before, q.accuracy_after))
+            console.print(f"  int8 {q.bytes_before:,} B -> mixed {q.bytes_after:,} B; accuracy (LiteRT) {acc}")
+        elif q is not None:
+            console.print(f"  int4: no layer could take it within the budgets ({'; '.join(q.unmet) or 'kept int8'})")
+        if result.final_bytes is not None:
+            console.print(f"  written .tflite: {result.final_bytes:,} B")
         if result.measured_ms is not None:
             console.print(f"  measured here {result.original_measured_ms:.3f} -> {result.measured_ms:.3f} ms")
         if result.final_accuracy is not None:
-            console.print(f"  accuracy: original float {100 * result.reference_accuracy:.2f}%, result int8 "
+            kind = "int8 + int4" if result.int4 is not None and result.int4.layers else "int8"
+            console.print(f"  accuracy: original float {100 * result.reference_accuracy:.2f}%, result {kind} "
                           f"{100 * result.final_accuracy:.2f}%")
         for name, ok in result.budget_met.items():
             console.print(f"  budget {name}: {'[green]met[/]' if ok else '[red]missed[/]'}")

@@ -31,7 +31,7 @@ from typing import Any, Callable, Sequence
 
 from tfcompress.precision.budget import choose_float_ops
 from tfcompress.precision.mixed import INT4_OPS, quantize_source
-from tfcompress.precision.sensitivity import Quality, VariantBench, analyze, quality
+from tfcompress.precision.sensitivity import Quality, VariantBench, analyze, constant_bytes, quality
 from tfcompress.types import PrecisionRule
 
 MIN_INT4_BYTES = 1024
@@ -73,6 +73,17 @@ def rules_for(float_layers: Sequence[str], int4_layers: Sequence[str]) -> tuple[
     float_rules = [PrecisionRule("float", layer=f"^{re.escape(n)}$") for n in float_layers]
     int4 = [PrecisionRule("int4", layer=f"^{re.escape(n)}$", op="^(CONV_2D|FULLY_CONNECTED)$") for n in int4_layers]
     return (*float_rules, *int4)
+
+
+def int4_saving(int8_tflite: bytes, min_int4_bytes: int = MIN_INT4_BYTES) -> int:
+    """Bytes an int8 .tflite would lose with int4 weights on every op `choose_precision` may give them: half the
+    int8 weight bytes of each CONV_2D / FULLY_CONNECTED op whose constant inputs hold >= `min_int4_bytes`
+    (an estimate: ai-edge-quantizer's packing and the float32 I/O a mixed model gets are not counted)."""
+    from tfcompress.export.tflite_file import read_tflite
+
+    tfl = read_tflite(int8_tflite)
+    return sum(constant_bytes(tfl, op, "int8") // 2 for op in tfl.operators
+               if op.op_type in INT4_OPS and constant_bytes(tfl, op) >= min_int4_bytes)
 
 
 def choose_precision(
@@ -173,9 +184,7 @@ def plan_recipe(plan: PrecisionPlan, *, name: str, mode: str, calib_samples: int
     import yaml
 
     params: dict[str, Any] = {"mode": mode, "calib_samples": calib_samples,
-                              "precision": [{k: v for k, v in (("layer", r.layer), ("class", r.class_name), ("op", r.op),
-                                                                ("precision", r.precision)) if v is not None}
-                                            for r in plan.rules]}
+                              "precision": [r.entry() for r in plan.rules]}
     doc = {"name": f"{name}-precision",
            "description": f"per-op precision chosen under a budget: {len(plan.float_layers)} layer(s) float, "
                           f"{len(plan.int4_layers)} int4, the rest {mode}",

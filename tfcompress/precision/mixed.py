@@ -33,7 +33,8 @@ from tfcompress.errors import ConversionError, TfcompressError
 from tfcompress.types import PRECISIONS, Precision, PrecisionRule
 
 __all__ = ["PRECISIONS", "MixedModel", "OpPrecision", "Precision", "PrecisionRule", "check_class_rules",
-           "keras_layer_classes", "parse_rule", "plan_precision", "quantize_mixed", "quantize_source"]
+           "keras_layer_classes", "parse_rule", "plan_precision", "quantize_mixed", "quantize_source",
+           "require_quantizer"]
 
 # precision -> (activation bits, weight bits, weight-only), and the op types AEQ does it for (None: any it knows)
 _AEQ: dict[str, tuple[int | None, int, bool, frozenset[str] | None]] = {
@@ -180,11 +181,20 @@ def _converter_quantize(source: Any, plan: Sequence[OpPrecision], calib: Any) ->
     return quantize_calibrated(calibrated, IOType.FLOAT32, tuple(op.tensor for op in plan if op.precision == "float"))
 
 
-def _aeq_quantize(float_tflite: bytes, plan: Sequence[OpPrecision], calib: Any) -> bytes:
+def require_quantizer(what: str = "per-op precision") -> None:
+    """TfcompressError naming the extra `tfcompress[mixed]` when ai-edge-quantizer (int4, int16x8) cannot be
+    imported."""
     try:
-        from ai_edge_quantizer import quantizer, qtyping
+        import ai_edge_quantizer  # noqa: F401
     except ImportError:
-        raise TfcompressError("per-op precision needs ai-edge-quantizer", "pip install 'tfcompress[mixed]'") from None
+        raise TfcompressError(f"{what} needs ai-edge-quantizer, which is not installed",
+                              "pip install 'tfcompress[mixed]'") from None
+
+
+def _aeq_quantize(float_tflite: bytes, plan: Sequence[OpPrecision], calib: Any) -> bytes:
+    require_quantizer()
+    from ai_edge_quantizer import quantizer, qtyping
+
     from tfcompress.quiet import captured_output
     from tfcompress.runtime import make_interpreter
 

@@ -190,6 +190,12 @@ def analyze(
     return SensitivityReport(b.source.name, len(b.held), b.labels is not None, name, full, tuple(ranked))
 
 
+def constant_bytes(tfl: Any, op: Any, dtype: str | None = None) -> int:
+    """Bytes of an op's constant inputs (weights, biases) as stored; `dtype`: only the tensors of that dtype."""
+    return sum(tfl.tensors[i].nbytes for i, const in zip(op.inputs, op.constant_inputs)
+               if const and i >= 0 and (dtype is None or tfl.tensors[i].dtype == dtype))
+
+
 def _costs(full_int8: bytes, tensors: list[str], layer_names: list[str], device: Any
            ) -> tuple[dict[str, int], dict[str, float], dict[str, tuple[str, ...]]]:
     """Per op output tensor: int8 weight bytes, predicted ms on `device`, Keras layers."""
@@ -198,12 +204,7 @@ def _costs(full_int8: bytes, tensors: list[str], layer_names: list[str], device:
 
     tfl = read_tflite(full_int8)
     by_name = {tfl.tensors[op.outputs[0]].name: op for op in tfl.operators if op.outputs}
-    weight_bytes = {}
-    for t in tensors:
-        op = by_name.get(t)
-        if op is not None:
-            weight_bytes[t] = sum(tfl.tensors[i].nbytes for i, const in zip(op.inputs, op.constant_inputs)
-                                  if const and i >= 0)
+    weight_bytes = {t: constant_bytes(tfl, by_name[t]) for t in tensors if t in by_name}
     layers_by_op = layer_names_for_ops(tfl, None, layer_names)
     layers = {t: tuple(layers_by_op.get(by_name[t].index, ())) for t in tensors if t in by_name}
     predicted: dict[str, float] = {}

@@ -78,7 +78,7 @@ from tfcompress.recipe.order import RecipeWarning, StageOrderWarning, check_stag
 from tfcompress.recipe.schema import CONVERT, build_recipe, recipe_schema
 from tfcompress.recipe.yaml_tree import MAX_RECIPE_BYTES, check_size, compose, dump_yaml, from_python, suggest
 from tfcompress.techniques import TECHNIQUES
-from tfcompress.types import Recipe
+from tfcompress.types import PrecisionRule, Recipe
 
 __all__ = [
     "MAX_RECIPE_BYTES",
@@ -256,6 +256,8 @@ def _out(x: Any) -> Any:
         return {str(k): _out(v) for k, v in x.items()}
     if isinstance(x, BaseModel):
         return {k: _out(v) for k, v in x.model_dump().items()}
+    if isinstance(x, PrecisionRule):
+        return x.entry()
     if hasattr(x, "item"):  # numpy scalars
         return _out(x.item())
     raise TypeError(f"cannot write {type(x).__name__} value {x!r} to a recipe")

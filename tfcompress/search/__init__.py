@@ -6,7 +6,7 @@
 Modules: `space` (knobs and genomes, genome -> recipe stages), `cost` (LUT-predicted cost of a
 genome), `trial` (one short fine-tune, runs in any worker), `executors` (inline / local processes /
 Ray), `strategies` (NetAdapt greedy, Optuna NSGA-II), `state` (resume), `front` (Pareto front, table,
-PNG), `runner` (`search`).
+PNG), `int4` (`--int4`: the size judged while searching, int4 layers of the result), `runner` (`search`).
 """
 
 from tfcompress.search.runner import SearchResult, final_recipe, search

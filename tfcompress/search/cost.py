@@ -1,4 +1,5 @@
-"""What a genome costs on the target device, before any training: LUT-predicted latency, int8 size, params.
+"""What a genome costs on the target device, before any training: LUT-predicted latency, int8 size (and the
+estimate with int4 weights where they may go), params.
 
 `Predictor.cost(genome)` builds the genome's architecture (graph surgery, no training), converts it to
 int8 on random calibration data (latency does not depend on the values) and asks the device profile's
@@ -25,6 +26,7 @@ class Cost(BaseModel):
     key: str
     predicted_ms: float
     int8_bytes: int
+    int4_bytes: int  # estimate: int8_bytes less half the int8 weights of every op that may take int4 (int4_saving)
     params: int
     flops: int
 
@@ -33,6 +35,7 @@ def compute_cost(model: Any, genome: Genome, space: SearchSpace, latency: Any) -
     """Build the genome's architecture, convert it to int8 (random calibration) and predict it: (cost, .tflite)."""
     from tfcompress.export.converter import convert_int8_random
     from tfcompress.hardware.kernels import kernels_of
+    from tfcompress.precision.auto import int4_saving
     from tfcompress.search.trial import build
     from tfcompress.surgery import count_flops
 
@@ -40,7 +43,8 @@ def compute_cost(model: Any, genome: Genome, space: SearchSpace, latency: Any) -
     content = convert_int8_random(built, what=f"the search candidate {genome.describe()}")
     pred = latency.predict(kernels_of(content, [layer.name for layer in built.layers]))
     return Cost(key=genome.key(), predicted_ms=round(pred.total_ms, 5), int8_bytes=len(content),
-                params=int(built.count_params()), flops=int(count_flops(built).flops)), content
+                int4_bytes=len(content) - int4_saving(content), params=int(built.count_params()),
+                flops=int(count_flops(built).flops)), content
 
 
 class Predictor:

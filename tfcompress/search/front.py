@@ -11,7 +11,8 @@ __all__ = ["Point", "pareto", "plot_front", "table"]
 
 @dataclass(frozen=True)
 class Point:
-    """One trained genome: trial accuracy, LUT-predicted latency, int8 size; measured latency when timed."""
+    """One trained genome: trial accuracy, LUT-predicted latency, int8 size (and the int4 estimate when searching
+    with int4); measured latency when timed."""
 
     genome: str
     accuracy: float
@@ -21,18 +22,25 @@ class Point:
     measured_ms: float | None = None
     within_budget: bool = False
     chosen: bool = False
+    int4_bytes: int | None = None  # searching with int4: the int8 size less half the int4-eligible weights (estimate)
+
+    @property
+    def size_bytes(self) -> int:
+        """The size the budget judges: the int4 estimate when searching with int4, else the int8 size."""
+        return self.int4_bytes if self.int4_bytes is not None else self.int8_bytes
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 def pareto(points: Sequence[Point]) -> list[Point]:
-    """The points no other point beats on accuracy, predicted latency and size at once, fastest first."""
+    """The points no other point beats on accuracy, predicted latency and size (`size_bytes`) at once, fastest
+    first."""
     front = []
     for p in points:
         dominated = any(
-            q.accuracy >= p.accuracy and q.predicted_ms <= p.predicted_ms and q.int8_bytes <= p.int8_bytes
-            and (q.accuracy > p.accuracy or q.predicted_ms < p.predicted_ms or q.int8_bytes < p.int8_bytes)
+            q.accuracy >= p.accuracy and q.predicted_ms <= p.predicted_ms and q.size_bytes <= p.size_bytes
+            and (q.accuracy > p.accuracy or q.predicted_ms < p.predicted_ms or q.size_bytes < p.size_bytes)
             for q in points)
         if not dominated:
             front.append(p)
@@ -42,12 +50,14 @@ def pareto(points: Sequence[Point]) -> list[Point]:
 def table(points: Sequence[Point], budget_ms: float | None) -> str:
     """The front as a text table (markdown pipes, readable in a terminal too)."""
     within = f"<= {budget_ms:g} ms" if budget_ms else "within budget"
-    lines = [f"| trial acc | predicted ms | measured ms | int8 bytes | params | {within} | genome |",
-             "|---:|---:|---:|---:|---:|:-:|---|"]
+    int4 = any(p.int4_bytes is not None for p in points)
+    lines = [f"| trial acc | predicted ms | measured ms | int8 bytes |{' int4 bytes (est.) |' if int4 else ''} "
+             f"params | {within} | genome |", "|---:|---:|---:|---:|" + ("---:|" if int4 else "") + "---:|:-:|---|"]
     for p in points:
         measured = f"{p.measured_ms:.3f}" if p.measured_ms is not None else "-"
         mark = ("yes" if p.within_budget else "no") + (" *" if p.chosen else "")
-        lines.append(f"| {100 * p.accuracy:.2f}% | {p.predicted_ms:.3f} | {measured} | {p.int8_bytes:,} | "
+        est = (f" {p.int4_bytes:,} |" if p.int4_bytes is not None else " - |") if int4 else ""
+        lines.append(f"| {100 * p.accuracy:.2f}% | {p.predicted_ms:.3f} | {measured} | {p.int8_bytes:,} |{est} "
                      f"{p.params:,} | {mark} | {p.genome} |")
     return "\n".join(lines)
 

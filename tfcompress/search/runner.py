@@ -10,7 +10,9 @@
    timing protocol when the profile is this machine's ("host"); when the chosen one misses the budget
    measured, the budget is tightened by its measured / predicted ratio and the strategy continues.
 4. The chosen genome's recipe (structural stages + a distilled fine-tune from the original + int8) runs
-   through `tfcompress.compress`: the verified .tflite, sidecar and report; `best.yaml` replays it.
+   through `tfcompress.compress`: the verified .tflite, sidecar and report; `best.yaml` replays it. With
+   int4 on and the result over the size budget, its layers get int4 weights where the budgets allow
+   (`int4.add_int4`), and the rules go into best.yaml's export.
 5. Pareto front of every trained genome: table, `pareto.json`, `pareto.png`; `search.json` sums up.
 
 Every trial and cost is saved as it finishes (`state.SearchState`): an interrupted search run again
@@ -32,6 +34,7 @@ from tfcompress.errors import TfcompressError
 from tfcompress.search.cost import Cost, Predictor
 from tfcompress.search.executors import Executor, make_executor
 from tfcompress.search.front import Point, pareto, plot_front, table
+from tfcompress.search.int4 import Int4Result, add_int4, budget_bytes, check_int4
 from tfcompress.search.settings import SearchSettings
 from tfcompress.search.space import Genome, genome_stages, read_space
 from tfcompress.search.state import SearchState
@@ -52,8 +55,8 @@ class SearchResult:
     original: Cost
     chosen: Cost
     reference_accuracy: float  # the original's float accuracy on the validation data
-    final_accuracy: float | None  # the final int8 model's accuracy (None: no final model)
-    measured_ms: float | None  # the final int8 model timed here (None: not measured)
+    final_accuracy: float | None  # the final model's accuracy in LiteRT (int8, or with int4 layers; None: no model)
+    measured_ms: float | None  # the final model timed here (None: not measured)
     original_measured_ms: float | None
     budget_met: dict[str, bool]
     points: tuple[Point, ...]
@@ -62,6 +65,8 @@ class SearchResult:
     trials_resumed: int
     seconds: float
     paths: dict[str, str] = field(default_factory=dict)
+    final_bytes: int | None = None  # the written .tflite (None: no output folder); what the size budget judges
+    int4: Int4Result | None = None  # the int4 step (None: int4 off, or the int8 result met the size budget)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -71,8 +76,10 @@ class SearchResult:
         return d
 
 
-def final_recipe(genome: Genome, space: Any, s: SearchSettings, name: str = "search-best") -> Any:
-    """The recipe that builds `genome` and fine-tunes it (distilled from the original), then int8."""
+def final_recipe(genome: Genome, space: Any, s: SearchSettings, name: str = "search-best",
+                 precision: Sequence[Any] = ()) -> Any:
+    """The recipe that builds `genome` and fine-tunes it (distilled from the original), then int8 (per-op
+    `precision` rules, `PrecisionRule`s, in its export: the int4 layers)."""
     from tfcompress.recipe import parse_recipe_dict
 
     stages = genome_stages(genome, space)
@@ -80,10 +87,13 @@ def final_recipe(genome: Genome, space: Any, s: SearchSettings, name: str = "sea
         stages.append({"technique": "distill", "epochs": s.final_epochs, "steps_per_epoch": s.final_steps,
                        "learning_rate": s.learning_rate, "batch_size": s.batch_size,
                        "params": {"temperature": s.temperature, "alpha": s.alpha}})
+    export: dict[str, Any] = {"mode": "int8"}
+    if precision:
+        export["precision"] = [r.entry() for r in precision]
     doc: dict[str, Any] = {"name": name, "description": f"found by tfcompress search: {genome.describe()}",
-                           "stages": stages or [{"technique": "convert", "params": {"mode": "int8"}}]}
+                           "stages": stages or [{"technique": "convert", "params": export}]}
     if stages:
-        doc["export"] = {"mode": "int8"}
+        doc["export"] = export
     return parse_recipe_dict(doc, source=f"<{name}>")
 
 
@@ -108,7 +118,7 @@ def _arrays(model: Any, data: Any, val_data: Any) -> tuple[np.ndarray, np.ndarra
 def _over(c: Cost, s: SearchSettings, latency: float | None) -> float:
     """How far a cost is from the budgets (`latency` may be tightened by measurement): <= 1 meets them all."""
     parts = [c.predicted_ms / latency] if latency else []
-    parts += [c.int8_bytes / (1024 * s.size_kb)] if s.size_kb else []
+    parts += [budget_bytes(c, s) / (1024 * s.size_kb)] if s.size_kb else []
     return max(parts)
 
 
@@ -167,6 +177,7 @@ def search(
     t_start = time.perf_counter()
     say = on_progress or (lambda _m: None)
     s = _settings(settings, budgets)
+    check_int4(s)
     profile = resolve_profile(device)
     out = Path(output) if output is not None else None
     if out is not None:
@@ -217,8 +228,9 @@ def search(
     chosen = Genome()
     try:
         base = predictor.cost(Genome())
-        say(f"original: {base.predicted_ms:.3f} ms predicted on {profile.device}, {base.int8_bytes:,} B int8, "
-            f"float accuracy {reference:.4f}; {len(space.knobs)} knobs; executor {ex.name} ({ex.workers} workers)")
+        say(f"original: {base.predicted_ms:.3f} ms predicted on {profile.device}, {base.int8_bytes:,} B int8"
+            + (f" ({base.int4_bytes:,} B with int4 where it may go, estimated)" if s.int4 else "")
+            + f", float accuracy {reference:.4f}; {len(space.knobs)} knobs; executor {ex.name} ({ex.workers} workers)")
         for attempt in range(MAX_CORRECTIONS + 1):
             ctx = Context(space, predictor.cost, lambda c, b=budget: _over(c, s, b), evaluate, say, ex.workers,
                           predictor.costs)
@@ -251,8 +263,8 @@ def search(
                 f"continuing with a predicted budget of {budget:.3f} ms")
     finally:
         ex.close()
-    return _finish(model, data, val_data, s, profile, space, predictor, state, chosen, base, reference, timed,
-                   measuring, out, ran[0], say, t_start)
+    return _finish(model, data, val_data, (x, y, x_val, y_val), s, profile, space, predictor, state, chosen, base,
+                   reference, timed, measuring, out, ran[0], say, t_start)
 
 
 def _completed(profile: Any, original: Any, space: Any, state: SearchState, say: Callable[[str], None]) -> Any:
@@ -300,10 +312,12 @@ def _time(predictor: Predictor, genomes: list[Genome], say: Callable[[str], None
     return {g.key(): t.median_ms for g, t in zip(genomes, got)}
 
 
-def _finish(model: Any, data: Any, val_data: Any, s: SearchSettings, profile: Any, space: Any, predictor: Predictor, state: SearchState, chosen: Genome,
-            base: Cost, reference: float, timed: dict[str, float], measuring: bool, out: Path | None, ran: int,
-            say: Callable[[str], None], t_start: float) -> SearchResult:
+def _finish(model: Any, data: Any, val_data: Any, arrays: tuple[np.ndarray, ...], s: SearchSettings, profile: Any,
+            space: Any, predictor: Predictor, state: SearchState, chosen: Genome, base: Cost, reference: float,
+            timed: dict[str, float], measuring: bool, out: Path | None, ran: int, say: Callable[[str], None],
+            t_start: float) -> SearchResult:
     from tfcompress.compression import compress
+    from tfcompress.precision.mixed import parse_rule
     from tfcompress.recipe import dump_recipe
 
     recipe = final_recipe(chosen, space, s)
@@ -312,11 +326,13 @@ def _finish(model: Any, data: Any, val_data: Any, s: SearchSettings, profile: An
     costs = {r.key: predictor.cost(r.genome) for r in state.trials.values()}
     points = tuple(
         Point(r.genome.describe(), r.accuracy, costs[r.key].predicted_ms, costs[r.key].int8_bytes, r.params,
-              timed.get(r.key), _over(costs[r.key], s, s.latency_ms) <= 1.0, r.key == chosen.key())
+              timed.get(r.key), _over(costs[r.key], s, s.latency_ms) <= 1.0, r.key == chosen.key(),
+              costs[r.key].int4_bytes if s.int4 else None)
         for r in sorted(state.trials.values(), key=lambda r: r.key))
     front = tuple(pareto(points))
     paths: dict[str, str] = {}
-    final_acc = measured = orig_measured = None
+    final_acc = measured = orig_measured = final_bytes = int4 = None
+    predicted_ms = cost.predicted_ms
     if out is not None:
         say(f"final fine-tune of {chosen.describe()} ({s.final_epochs} epochs, distilled from the original)")
         # compress's resume point, one per final recipe: a rerun with another final fine-tune (not part of the
@@ -327,26 +343,38 @@ def _finish(model: Any, data: Any, val_data: Any, s: SearchSettings, profile: An
                           on_progress=say, device=profile)
         verify = result.report.convert.verify
         final_acc = verify.accuracy.tflite if verify is not None and verify.accuracy is not None else None
+        final = result.convert
+        if s.int4 and s.size_kb is not None and len(final.tflite) > 1024 * s.size_kb:
+            x, y, x_val, y_val = arrays
+            n = recipe.export.calib_samples
+            int4, mixed = add_int4(result, (x[:n], y[:n]), (x_val, y_val), reference, s, profile,
+                                   out / "best.tflite", say)
+            if mixed is not None:
+                final, final_acc = mixed, int4.accuracy_after
+                predicted_ms = int4.predicted_ms if int4.predicted_ms is not None else predicted_ms
+                rules = [parse_rule(text) for text in int4.rules]
+                recipe_yaml = dump_recipe(final_recipe(chosen, space, s, precision=rules))
+        final_bytes = len(final.tflite)
         if measuring:
             from tfcompress.hardware.measure import resolver_of, time_tflites
 
             say("timing the result next to the original (interleaved)")
-            t = time_tflites([result.convert.tflite, predictor.tflite(Genome())], threads=profile.threads,
+            t = time_tflites([final.tflite, predictor.tflite(Genome())], threads=profile.threads,
                              resolver=resolver_of(profile))
             measured, orig_measured = t[0].median_ms, t[1].median_ms
         paths = _write(out, recipe_yaml, points, front, s, profile, chosen)
         paths["tflite"] = str(out / "best.tflite")
     met = {}
     if s.latency_ms is not None:
-        met["latency_predicted"] = cost.predicted_ms <= s.latency_ms
+        met["latency_predicted"] = predicted_ms <= s.latency_ms
         if measured is not None:
             met["latency_measured"] = measured <= s.latency_ms
     if s.size_kb is not None:
-        met["size"] = cost.int8_bytes <= 1024 * s.size_kb
+        met["size"] = (final_bytes if final_bytes is not None else budget_bytes(cost, s)) <= 1024 * s.size_kb
     if s.max_acc_drop is not None and final_acc is not None:
         met["accuracy"] = 100 * (reference - final_acc) <= s.max_acc_drop
     res = SearchResult(chosen, recipe_yaml, base, cost, reference, final_acc, measured, orig_measured, met, points,
-                       front, ran, state.resumed, round(time.perf_counter() - t_start, 1), paths)
+                       front, ran, state.resumed, round(time.perf_counter() - t_start, 1), paths, final_bytes, int4)
     if out is not None:
         from tfcompress.hardware.profile import write_json_atomic
 
@@ -363,6 +391,7 @@ def _write(out: Path, recipe_yaml: str, points: Sequence[Point], front: Sequence
     with atomic_writer(out / "best.yaml", "w") as f:
         f.write(recipe_yaml)
     write_json_atomic(out / "pareto.json", {"budget_ms": s.latency_ms, "size_kb": s.size_kb, "device": profile.device,
+                                           "size_judged": "int4_bytes (estimate)" if s.int4 else "int8_bytes",
                                            "front": [p.to_dict() for p in front],
                                            "trials": [p.to_dict() for p in points]})
     with atomic_writer(out / "pareto.md", "w") as f:

@@ -17,7 +17,8 @@ class SearchSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     latency_ms: float | None = Field(None, gt=0, le=1e6, description="budget: LUT-predicted int8 latency on the device")
-    size_kb: float | None = Field(None, gt=0, le=1e9, description="budget: int8 .tflite size in KiB")
+    size_kb: float | None = Field(None, gt=0, le=1e9, description="budget: .tflite size in KiB (int8, or with "
+                                  "int4 layers when int4 is on)")
     max_acc_drop: float | None = Field(
         None, ge=0, le=100, description="accuracy budget in percentage points below the original's float accuracy "
         "(checked on the final model; the result says whether it held)")
@@ -40,6 +41,11 @@ class SearchSettings(BaseModel):
     resolution_levels: tuple[float, ...] = Field(RESOLUTION_LEVELS, min_length=1, max_length=32,
                                                  description="input side multipliers (1 alone: keep the resolution)")
     swaps: bool = Field(True, description="consider depthwise-separable swaps of k x k convolutions")
+    int4: bool = Field(False, description="let layers take int4 weights (ai-edge-quantizer, CONV_2D / "
+                       "FULLY_CONNECTED) where the size budget needs it; chosen per layer after the structural "
+                       "search, each step measured in LiteRT, undone if it breaks --max-acc-drop or --latency-ms. "
+                       "Needs --size-kb; while searching, a genome's size is its int8 size less half the int8 "
+                       "weights of every op that may take int4")
     finalists: int = Field(3, ge=1, le=64, description="most accurate genomes within budget timed on the host")
     seed: int = Field(0, ge=0, le=2**31 - 1)
 
