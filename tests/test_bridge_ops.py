@@ -368,3 +368,28 @@ def test_mobilenetv3small_compresses_to_int8() -> None:
     assert [d.dtype for d in tfl.input_details() + tfl.output_details()] == ["int8", "int8"]
     pointwise = [w for w in result.weight_stats if w.op_type == "CONV_2D" and w.elements >= 1024]
     assert pointwise and all(w.zeros >= 0.45 for w in pointwise), [(w.tensor, w.zeros) for w in pointwise]
+
+
+def test_a_bridged_model_saved_as_h5_reloads(tmp_path: Any) -> None:
+    """Issue 17: tf_keras writes a registered activation into an .h5 as {"class_name": "function", ...} and
+    reads it back with its legacy deserializer, which knows functions by name only: a bridged MobileNetV3 saved
+    with model.save("m.h5") did not reload ("Unknown activation function: 'function'")."""
+    import h5py
+
+    import tfcompress
+    from tfcompress.errors import ModelLoadError
+
+    x = keras3.Input((6,), name="x")
+    h = L.Dense(4, name="d")(x)
+    model = keras3.Model(x, L.Activation("hard_silu", name="act")(ops.hard_sigmoid(h) * 2.0 + h[:, :1]), name="m")
+    path = tmp_path / "bridged.h5"
+    to_tf_keras(model).save(path)
+    with h5py.File(path, "r") as f:
+        assert '"class_name": "function"' in f.attrs["model_config"], "the form tf_keras' .h5 loader cannot read"
+    data = _rand(8, 6)
+    loaded = tfcompress.load_model(str(path))  # safe mode
+    assert np.max(np.abs(_outputs(model, data)[0] - _outputs(loaded, data)[0])) <= ATOL
+    with h5py.File(path, "r+") as f:  # a function that is not tfcompress's own is still refused, not renamed
+        f.attrs["model_config"] = f.attrs["model_config"].replace("keras3_hard_silu", "keras3_not_ours")
+    with pytest.raises(ModelLoadError, match="--unsafe"):
+        tfcompress.load_model(str(path))

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from tfcompress.errors import ModelLoadError
-from tfcompress.loading.safety import check_config
+from tfcompress.loading.safety import check_config, own_function
 from tfcompress.loading.source import SourceModel
 
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
@@ -106,8 +106,44 @@ def _load_h5(path: Path, safe_mode: bool, custom_objects: dict[str, Any]) -> Sou
     config = _parse_json(raw.decode() if isinstance(raw, bytes) else raw, f"{path}: model_config", hint)
     flavor = _flavor(keras_version)
     check_config(config, flavor=flavor, where=str(path), safe_mode=safe_mode, custom_objects=custom_objects)
-    model = _call_loader(path, flavor, safe_mode, custom_objects)
+    legacy = _own_functions_by_name(config) if flavor == "tf_keras" else config
+    if legacy != config:
+        model = _load_h5_rewritten(path, legacy, safe_mode, custom_objects)
+    else:
+        model = _call_loader(path, flavor, safe_mode, custom_objects)
     return _source(model, flavor, f".h5 ({FLAVOR_NAMES[flavor]} {keras_version})", path)
+
+
+def _own_functions_by_name(value: Any, depth: int = 0) -> Any:
+    """`value` with tfcompress's own registered activations given by name ("tfcompress>keras3_hard_silu").
+
+    tf_keras writes a registered function into an .h5 as {"class_name": "function", "config": NAME, ...} but
+    reads .h5 configs with its legacy deserializer, which knows a function only by its name: a bridged model
+    saved with `model.save("m.h5")` did not reload ("Unknown activation function: 'function'")."""
+    if depth > 200:  # bounded: configs nest a few levels per layer
+        return value
+    if isinstance(value, dict):
+        if value.get("class_name") == "function" and isinstance(value.get("config"), str) \
+                and own_function(value["config"]):
+            return value["config"]
+        return {k: _own_functions_by_name(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_own_functions_by_name(v, depth + 1) for v in value]
+    return value
+
+
+def _load_h5_rewritten(path: Path, config: dict[str, Any], safe_mode: bool, custom_objects: dict[str, Any]) -> Any:
+    """A tf_keras .h5 rebuilt from its (rewritten) config, then its weights loaded from the file."""
+    from tfcompress.keras_compat import tf_keras, tf_keras_safe_mode
+
+    try:
+        with tf_keras_safe_mode(safe_mode):
+            model = tf_keras.models.model_from_config(config, custom_objects=custom_objects or None)
+            model.load_weights(str(path))
+        return model
+    except Exception as e:  # Keras raises many types here; the message is what helps
+        raise ModelLoadError(f"could not load {path}: {first_line(e)}",
+                             "check the file was saved completely, with the Keras it was made with") from None
 
 
 _FILE_LOADERS: dict[str, Callable[[Path, bool, dict[str, Any]], SourceModel]] = {

@@ -217,7 +217,7 @@ def classify(obj: ConfigObject, flavor: str, custom_objects: dict[str, Any]) -> 
     if cls == "function":
         if obj.function is None:
             return "custom"
-        if obj.function in custom_objects or _own_function(obj.function):
+        if obj.function in custom_objects or own_function(obj.function):
             return "safe"
         from_keras = obj.module in (None, "builtins") or _is_keras_module(obj.module)
         return "safe" if from_keras and _builtin(obj.function, flavor, functions=True) else "custom"
@@ -230,7 +230,7 @@ def classify(obj: ConfigObject, flavor: str, custom_objects: dict[str, Any]) -> 
     return "safe" if cls in _CONTAINER_CLASSES or _builtin(cls, flavor, functions=False) else "custom"
 
 
-def _own_function(name: str) -> bool:
+def own_function(name: str) -> bool:
     """One of the activation functions tfcompress registers (and so can deserialize without the file's code)."""
     if not name.startswith(_OWN_FUNCTION_PREFIX):
         return False
