@@ -170,7 +170,7 @@ def swap_section(args, data) -> list[str]:
         kd = DistillParams(**parse_kd(text))
         variants.append(("b", f"swap init, KD T={kd.temperature:g} a={kd.alpha:g} hints={kd.hints}", teacher, kd))
     variants.append(("c", "same arch from scratch, labels", None, None))
-    seeds = list(range(1, args.seeds + 1))
+    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     per_seed: list[list[float]] = []
     for key, label, t, kd in variants:
         accs = []
@@ -284,7 +284,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="a few steps on a slice: proves it runs, figures meaningless")
     ap.add_argument("--epochs", type=int, default=10)
-    ap.add_argument("--seeds", type=int, default=1, help="train each student with seeds 1..N; accuracy = the mean")
+    ap.add_argument("--seeds", type=int, default=1, help="train each student with N seeds; accuracy = the mean")
+    ap.add_argument("--first-seed", type=int, default=1, help="the students' seeds start here (training is "
+                    "deterministic: seed 1 of one run is seed 1 of the next)")
     ap.add_argument("--teacher-weights", default=None, metavar="H5",
                     help="load the trained teacher from this file if it exists, else train it and save it there")
     ap.add_argument("--widths", type=int, nargs=5, default=(48, 96, 96, 192, 192), help="the teacher's 5 conv widths")
