@@ -102,8 +102,9 @@ def probe(reference: str | None) -> int:
 DEVICES = {"xnnpack": "default", "builtin": "builtin"}  # device -> LiteRT resolver
 
 
-def builtin_profile(path: Path | None, space: int):
-    """This machine with LiteRT's builtin kernels: loaded from `path` when present, else built (cached kernels)."""
+def local_profile(path: Path | None, space: int, resolver: str):
+    """This machine with `resolver`'s kernels ("builtin": LiteRT's own; "default": XNNPACK): loaded from `path` when
+    present, else built from `space` architectures (kernels cached) and saved there."""
     import os
 
     from tfcompress.hardware.lut import build_profile
@@ -112,9 +113,10 @@ def builtin_profile(path: Path | None, space: int):
 
     if path is not None and path.exists():
         return load_profile(path)
-    bench.say(f"building the builtin-kernels host profile from {space} space architectures")
+    flag = " --kernels builtin" if resolver == "builtin" else ""
+    bench.say(f"building a {resolver}-kernels host profile from {space} space architectures")
     prof = build_profile(space_models(space), device="host", cache_dir=os.path.expanduser("~/.cache/tfcompress/lut"),
-                         resolver="builtin", command=f"tfcompress profile --kernels builtin --space {space}")
+                         resolver=resolver, command=f"tfcompress profile{flag} --space {space}")
     if path is not None:
         save_profile(prof, path)
     return prof
@@ -125,6 +127,9 @@ def main() -> int:
     ap.add_argument("--reference", default=None, help="a trained reference .keras (benchmarks/search.py writes one)")
     ap.add_argument("--probe", action="store_true", help="only the ordering probe (no search)")
     ap.add_argument("--profile-builtin", default=None, help="builtin-kernels host profile (built and saved if missing)")
+    ap.add_argument("--profile-xnnpack", default=None,
+                    help="XNNPACK host profile built on this machine (built and saved if missing; default: the "
+                         "shipped 'host' profile, measured on another machine)")
     ap.add_argument("--space", type=int, default=20, help="architectures the builtin profile is built from")
     ap.add_argument("--budget", type=float, default=0.5, help="each device's budget: this x the reference there")
     ap.add_argument("--train", type=int, default=12000)
@@ -139,6 +144,9 @@ def main() -> int:
     ap.add_argument("--trials", type=int, default=40, help="evolve: genomes sampled")
     ap.add_argument("--step", type=float, default=0.1)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--resolution-levels", default=None, metavar="LIST",
+                    help="input side multipliers the searches may use, e.g. '1' (keep the resolution: the knob both "
+                         "devices price alike) or '1,0.75'; default: the search's")
     ap.add_argument("--out", default="/tmp/codesign_bench")
     ap.add_argument("--quick", action="store_true")
     a = ap.parse_args()
@@ -176,17 +184,25 @@ def main() -> int:
     ref_float = float(np.mean(np.argmax(model.predict(x_val, verbose=0), -1) == y_val))
     ref_int8 = convert(model, x[:200], options=ConvertOptions(verify=False)).tflite
 
-    profiles = {"xnnpack": resolve_profile("host"),
-                "builtin": builtin_profile(Path(a.profile_builtin) if a.profile_builtin else None, a.space)}
-    ref_ms = {d: time_tflites([ref_int8], resolver=r)[0].median_ms for d, r in DEVICES.items()}
+    profiles = {"xnnpack": local_profile(Path(a.profile_xnnpack), a.space, "default") if a.profile_xnnpack
+                else resolve_profile("host"),
+                "builtin": local_profile(Path(a.profile_builtin) if a.profile_builtin else None, a.space, "builtin")}
+    import statistics
+    import time
+
+    time.sleep(3)  # TensorFlow's worker threads spin a while after predict(): let them go idle before timing
+    ref_ms = {d: statistics.median(t.median_ms for t in time_tflites([ref_int8] * 3, resolver=r))
+              for d, r in DEVICES.items()}  # three copies interleaved: one slow chunk cannot set the budget
     budgets = {d: round(a.budget * ref_ms[d], 4) for d in DEVICES}
     for d in DEVICES:
         say(f"reference on {d}: {ref_ms[d]:.3f} ms measured -> budget {budgets[d]:.3f} ms")
 
     results = {}
     for d, prof in profiles.items():
+        levels = {} if a.resolution_levels is None else {
+            "resolution_levels": tuple(float(v) for v in a.resolution_levels.split(","))}
         settings = SearchSettings(latency_ms=budgets[d], strategy=a.strategy, trials=a.trials, step=a.step,
-                                  trial_steps=a.trial_steps,
+                                  trial_steps=a.trial_steps, **levels,
                                   trial_samples=a.trial_samples, final_epochs=a.final_epochs, val_samples=2000)
         results[d] = search(ref_path, (x, y), val_data=(x_val, y_val), device=prof, output=out / d, settings=settings,
                             executor="local", workers=a.workers, measure="host", fresh=True,

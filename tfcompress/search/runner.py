@@ -6,6 +6,8 @@
 2. A strategy (`strategies`) walks the space: every genome's cost is the device profile's LUT
    prediction of its int8 architecture (no training); candidates are fine-tuned briefly on the
    executor (trials, `trial.run_trial`) and compared on accuracy.
+   When the profile is this machine's, the original is timed first and, if the LUT misses it by more than 3%,
+   the latency budget is priced in the LUT's scale (budget x predicted / measured: `_anchored`).
 3. The most accurate genomes within budget (finalists) are converted and timed on this machine under the
    timing protocol when the profile is this machine's ("host"); when the chosen one misses the budget
    measured, the budget is tightened by its measured / predicted ratio and the strategy continues.
@@ -44,6 +46,7 @@ from tfcompress.search.trial import TrialResult, TrialSpec, accuracy, make_asset
 __all__ = ["SearchResult", "search", "final_recipe"]
 
 MAX_CORRECTIONS = 3
+ANCHOR_TOLERANCE = 0.03  # the LUT may miss the original by this much before the budget is rescaled
 
 
 @dataclass(frozen=True)
@@ -231,6 +234,8 @@ def search(
         say(f"original: {base.predicted_ms:.3f} ms predicted on {profile.device}, {base.int8_bytes:,} B int8"
             + (f" ({base.int4_bytes:,} B with int4 where it may go, estimated)" if s.int4 else "")
             + f", float accuracy {reference:.4f}; {len(space.knobs)} knobs; executor {ex.name} ({ex.workers} workers)")
+        if measuring and s.latency_ms is not None:
+            budget = _anchored(predictor, base, s.latency_ms, timed, state, say, profile)
         for attempt in range(MAX_CORRECTIONS + 1):
             ctx = Context(space, predictor.cost, lambda c, b=budget: _over(c, s, b), evaluate, say, ex.workers,
                           predictor.costs)
@@ -299,13 +304,34 @@ def _completed(profile: Any, original: Any, space: Any, state: SearchState, say:
     return done
 
 
-def _time(predictor: Predictor, genomes: list[Genome], say: Callable[[str], None], profile: Any) -> dict[str, float]:
+def _anchored(predictor: Predictor, base: Cost, latency_ms: float, timed: dict[str, float], state: SearchState,
+              say: Callable[[str], None], profile: Any) -> float:
+    """The latency budget in the LUT's scale: the original is timed here (once; kept in the state) and, when the
+    LUT misses it by more than ANCHOR_TOLERANCE, the budget is scaled by predicted / measured, so a LUT that is off
+    by a constant factor on this model neither makes the budget unreachable nor too easy."""
+    key = Genome().key()
+    if key not in timed:
+        for k, ms in _time(predictor, [Genome()], say, profile, what="the original").items():
+            timed[k] = ms
+            state.add_timing(k, ms)
+    ratio = timed[key] / base.predicted_ms
+    if abs(ratio - 1.0) <= ANCHOR_TOLERANCE:
+        return latency_ms
+    budget = latency_ms / ratio
+    say(f"the original measures {timed[key]:.3f} ms here, the LUT predicts {base.predicted_ms:.3f} ms (measured / "
+        f"predicted {ratio:.3f}): the budget of {latency_ms:g} ms is priced as {budget:.3f} ms predicted")
+    return budget
+
+
+def _time(predictor: Predictor, genomes: list[Genome], say: Callable[[str], None], profile: Any,
+          what: str = "") -> dict[str, float]:
     """Finalists timed here as the profile runs them (its threads and delegate), under the timing protocol."""
     from tfcompress.hardware.measure import resolver_of, time_tflites
 
     if not genomes:
         return {}
-    say(f"timing {len(genomes)} finalists here ({profile.delegate}, {profile.threads} thread(s); interleaved rounds)")
+    what = what or f"{len(genomes)} finalists"
+    say(f"timing {what} here ({profile.delegate}, {profile.threads} thread(s); interleaved rounds)")
     got = time_tflites([predictor.tflite(g) for g in genomes], threads=profile.threads, resolver=resolver_of(profile))
     if any(t.busy for t in got):
         say("warning: other processes used the CPU while finalists were timed; measured latencies are high")
