@@ -155,6 +155,9 @@ def main() -> int:
     if a.quick:
         a.train, a.val, a.epochs, a.trial_steps, a.trial_samples, a.final_epochs, a.space = 1024, 256, 1, 5, 512, 1, 1
 
+    import statistics
+    import time
+
     import numpy as np
 
     import tfcompress.keras_compat  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
@@ -187,9 +190,6 @@ def main() -> int:
     profiles = {"xnnpack": local_profile(Path(a.profile_xnnpack), a.space, "default") if a.profile_xnnpack
                 else resolve_profile("host"),
                 "builtin": local_profile(Path(a.profile_builtin) if a.profile_builtin else None, a.space, "builtin")}
-    import statistics
-    import time
-
     time.sleep(3)  # TensorFlow's worker threads spin a while after predict(): let them go idle before timing
     ref_ms = {d: statistics.median(t.median_ms for t in time_tflites([ref_int8] * 3, resolver=r))
               for d, r in DEVICES.items()}  # three copies interleaved: one slow chunk cannot set the budget
@@ -198,9 +198,9 @@ def main() -> int:
         say(f"reference on {d}: {ref_ms[d]:.3f} ms measured -> budget {budgets[d]:.3f} ms")
 
     results = {}
+    levels = {} if a.resolution_levels is None else {
+        "resolution_levels": tuple(float(v) for v in a.resolution_levels.split(","))}
     for d, prof in profiles.items():
-        levels = {} if a.resolution_levels is None else {
-            "resolution_levels": tuple(float(v) for v in a.resolution_levels.split(","))}
         settings = SearchSettings(latency_ms=budgets[d], strategy=a.strategy, trials=a.trials, step=a.step,
                                   trial_steps=a.trial_steps, **levels,
                                   trial_samples=a.trial_samples, final_epochs=a.final_epochs, val_samples=2000)

@@ -254,9 +254,7 @@ def search(
                             key=lambda r: (-round(r.accuracy, 6), r.key))
             finalists = list(dict.fromkeys([chosen.key()] + [r.key for r in ranked]))[: s.finalists]
             todo = [state.trials[k].genome if k in state.trials else chosen for k in finalists if k not in timed]
-            for key, ms in _time(predictor, todo, say, profile).items():
-                timed[key] = ms
-                state.add_timing(key, ms)  # a resumed search decides on the same figures
+            _time_and_keep(predictor, todo, say, profile, timed, state)
             fits = [k for k in finalists if timed[k] <= s.latency_ms]
             if fits:
                 best = min(fits, key=lambda k: (-round(state.trials[k].accuracy, 6) if k in state.trials else 0, k))
@@ -311,9 +309,7 @@ def _anchored(predictor: Predictor, base: Cost, latency_ms: float, timed: dict[s
     by a constant factor on this model neither makes the budget unreachable nor too easy."""
     key = Genome().key()
     if key not in timed:
-        for k, ms in _time(predictor, [Genome()], say, profile, what="the original").items():
-            timed[k] = ms
-            state.add_timing(k, ms)
+        _time_and_keep(predictor, [Genome()], say, profile, timed, state, what="the original")
     ratio = timed[key] / base.predicted_ms
     if abs(ratio - 1.0) <= ANCHOR_TOLERANCE:
         return latency_ms
@@ -321,6 +317,14 @@ def _anchored(predictor: Predictor, base: Cost, latency_ms: float, timed: dict[s
     say(f"the original measures {timed[key]:.3f} ms here, the LUT predicts {base.predicted_ms:.3f} ms (measured / "
         f"predicted {ratio:.3f}): the budget of {latency_ms:g} ms is priced as {budget:.3f} ms predicted")
     return budget
+
+
+def _time_and_keep(predictor: Predictor, genomes: list[Genome], say: Callable[[str], None], profile: Any,
+                   timed: dict[str, float], state: SearchState, what: str = "") -> None:
+    """`_time` the genomes and keep each figure in `timed` and the state: a resumed search decides on the same."""
+    for key, ms in _time(predictor, genomes, say, profile, what=what).items():
+        timed[key] = ms
+        state.add_timing(key, ms)
 
 
 def _time(predictor: Predictor, genomes: list[Genome], say: Callable[[str], None], profile: Any,
@@ -334,7 +338,7 @@ def _time(predictor: Predictor, genomes: list[Genome], say: Callable[[str], None
     say(f"timing {what} here ({profile.delegate}, {profile.threads} thread(s); interleaved rounds)")
     got = time_tflites([predictor.tflite(g) for g in genomes], threads=profile.threads, resolver=resolver_of(profile))
     if any(t.busy for t in got):
-        say("warning: other processes used the CPU while finalists were timed; measured latencies are high")
+        say(f"warning: other processes used the CPU while timing {what}; measured latencies are high")
     return {g.key(): t.median_ms for g, t in zip(genomes, got)}
 
 
