@@ -51,3 +51,41 @@ def test_within_tolerance_the_budget_is_unchanged_and_nothing_is_said(monkeypatc
 def test_a_resumed_search_reuses_the_saved_timing(monkeypatch):
     budget, calls, *_ = _anchor(monkeypatch, measured=9.9, predicted=1.0, timed={Genome().key(): 2.0})
     assert calls == [] and budget == pytest.approx(0.5)
+
+
+def _timing_round(monkeypatch, original_now, finalist_now, anchor=1.0):
+    calls = []
+
+    def fake_time(predictor, genomes, say, profile, what=""):
+        calls.append([g.key() for g in genomes])
+        return {g.key(): (original_now if g.key() == Genome().key() else finalist_now) for g in genomes}
+
+    monkeypatch.setattr(runner, "_time", fake_time)
+    state, said = _State(), []
+    timed = {Genome().key(): anchor}
+    finalist = Genome(keep={"conv": 0.5})
+    runner._time_and_keep(None, [finalist], said.append, None, timed, state)
+    return calls, timed, state, said, finalist
+
+
+def test_finalists_are_timed_beside_the_original_and_scaled_to_its_first_timing(monkeypatch):
+    # the machine slowed 1.35x since the original was first timed: a finalist at 0.675 ms now is 0.5 ms then
+    calls, timed, state, said, finalist = _timing_round(monkeypatch, original_now=1.35, finalist_now=0.675)
+    assert calls == [[finalist.key(), Genome().key()]], "the original runs in the same interleaved batch"
+    assert timed[finalist.key()] == pytest.approx(0.5) and state.timings[finalist.key()] == pytest.approx(0.5)
+    assert timed[Genome().key()] == 1.0, "the first timing of the original stays the anchor"
+    assert "speed changed" in said[-1] and "0.741" in said[-1]
+
+
+def test_a_steady_machine_is_not_reported_as_changed(monkeypatch):
+    _, timed, _, said, finalist = _timing_round(monkeypatch, original_now=1.01, finalist_now=0.5)
+    assert timed[finalist.key()] == pytest.approx(0.5 / 1.01)
+    assert not any("speed changed" in m for m in said)
+
+
+def test_the_original_is_not_timed_twice_once_anchored(monkeypatch):
+    calls = []
+    monkeypatch.setattr(runner, "_time", lambda *a, **k: calls.append(a) or {})
+    timed = {Genome().key(): 1.0}
+    runner._time_and_keep(None, [Genome()], lambda m: None, None, timed, _State())
+    assert calls == [] and timed == {Genome().key(): 1.0}

@@ -63,6 +63,10 @@ def work(item, assets):
         raise TfcompressError(f"refused on purpose: {arg}", "a hint")
     if op == "die":
         os._exit(3)
+    if op == "pid_then_wait":  # say who runs this trial, then stay busy (until killed, or WAIT_S)
+        Path(assets, arg).write_text(str(os.getpid()))
+        time.sleep(WAIT_S)
+        return op
     if op == "node":  # Ray only: where this task ran and what it holds, `arg` seconds long
         import ray
 
@@ -188,6 +192,50 @@ def test_local_worker_death_other_assets_and_close(folder, tmp_path):
     finally:
         ex.close()
     assert ex._pool is None
+
+
+def _alive(pid):
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"  # a zombie nobody reaped has ended too
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_local_workers_end_with_a_parent_killed_mid_trial(tmp_path):
+    """A search killed by a signal runs no cleanup: its workers must not train on for minutes (seen before)."""
+    import signal
+    import subprocess
+
+    script = (
+        "import sys; sys.path.insert(0, sys.argv[1])\n"
+        "from test_search_executors import work\n"
+        "from tfcompress.search.executors import LocalExecutor\n"
+        "LocalExecutor(1).run(work, [('pid_then_wait', 'worker.pid')], sys.argv[2], lambda i, r: None)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script, str(Path(__file__).parent), str(tmp_path)])
+    pid_file = tmp_path / "worker.pid"
+    try:
+        t0 = time.monotonic()
+        while not pid_file.exists() or not pid_file.read_text():
+            assert parent.poll() is None, "the parent ended before its worker started"
+            assert time.monotonic() - t0 < 90, "the worker never started its trial"
+            time.sleep(0.1)
+        worker = int(pid_file.read_text())
+        assert _alive(worker)
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(10)
+        t0 = time.monotonic()
+        while _alive(worker) and time.monotonic() - t0 < 15:
+            time.sleep(0.1)
+        assert not _alive(worker), "the worker outlived its killed parent"
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+        if pid_file.exists() and pid_file.read_text() and _alive(int(pid_file.read_text())):
+            os.kill(int(pid_file.read_text()), signal.SIGKILL)
 
 
 def test_local_worker_count():

@@ -131,6 +131,10 @@ def search(model: str, data: str, val_data: str | None, device: str, latency_ms:
             console.print(f"  written .tflite: {result.final_bytes:,} B")
         if result.measured_ms is not None:
             console.print(f"  measured here {result.original_measured_ms:.3f} -> {result.measured_ms:.3f} ms")
+            scaled = result.measured_at_start_ms
+            if scaled is not None and abs(scaled / result.measured_ms - 1) > 0.03:
+                console.print(f"  this machine's speed changed during the search: at its speed when the search "
+                              f"started the result takes {scaled:.3f} ms (what the budget is judged on)")
         if result.final_accuracy is not None:
             kind = "int8 + int4" if result.int4 is not None and result.int4.layers else "int8"
             console.print(f"  accuracy: original float {100 * result.reference_accuracy:.2f}%, result {kind} "

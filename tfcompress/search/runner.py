@@ -70,6 +70,9 @@ class SearchResult:
     paths: dict[str, str] = field(default_factory=dict)
     final_bytes: int | None = None  # the written .tflite (None: no output folder); what the size budget judges
     int4: Int4Result | None = None  # the int4 step (None: int4 off, or the int8 result met the size budget)
+    # the final model's latency at the machine speed the budget was priced at: measured x the original's first
+    # timing / its timing beside the final model (None: not measured); what budget_met["latency_measured"] judges
+    measured_at_start_ms: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -321,10 +324,28 @@ def _anchored(predictor: Predictor, base: Cost, latency_ms: float, timed: dict[s
 
 def _time_and_keep(predictor: Predictor, genomes: list[Genome], say: Callable[[str], None], profile: Any,
                    timed: dict[str, float], state: SearchState, what: str = "") -> None:
-    """`_time` the genomes and keep each figure in `timed` and the state: a resumed search decides on the same."""
-    for key, ms in _time(predictor, genomes, say, profile, what=what).items():
-        timed[key] = ms
-        state.add_timing(key, ms)
+    """`_time` the genomes and keep each figure in `timed` and the state: a resumed search decides on the same.
+
+    Once the original has been timed (`_anchored`), it is timed again beside every later batch and each figure is
+    scaled by original-then / original-now: the figures stay at the machine speed the budget was priced at, so a
+    VM that slows down mid-search (seen: 1.35x within ten minutes) cannot move the budget under the search."""
+    anchor_key = Genome().key()
+    genomes = [g for g in genomes if g.key() != anchor_key or anchor_key not in timed]
+    if not genomes:
+        return
+    anchor = timed.get(anchor_key)
+    batch = genomes + [Genome()] if anchor is not None else genomes
+    got = _time(predictor, batch, say, profile, what=what)
+    scale = 1.0
+    if anchor is not None:
+        now = got.pop(anchor_key)
+        scale = anchor / now
+        if abs(now / anchor - 1.0) > ANCHOR_TOLERANCE:
+            say(f"the original measures {now:.3f} ms in this round, {anchor:.3f} ms when the search started: "
+                f"this machine's speed changed, so these figures are scaled by {scale:.3f}")
+    for key, ms in got.items():
+        timed[key] = ms * scale
+        state.add_timing(key, ms * scale)
 
 
 def _time(predictor: Predictor, genomes: list[Genome], say: Callable[[str], None], profile: Any,
@@ -361,7 +382,7 @@ def _finish(model: Any, data: Any, val_data: Any, arrays: tuple[np.ndarray, ...]
         for r in sorted(state.trials.values(), key=lambda r: r.key))
     front = tuple(pareto(points))
     paths: dict[str, str] = {}
-    final_acc = measured = orig_measured = final_bytes = int4 = None
+    final_acc = measured = orig_measured = measured_scaled = final_bytes = int4 = None
     predicted_ms = cost.predicted_ms
     if out is not None:
         say(f"final fine-tune of {chosen.describe()} ({s.final_epochs} epochs, distilled from the original)")
@@ -392,19 +413,23 @@ def _finish(model: Any, data: Any, val_data: Any, arrays: tuple[np.ndarray, ...]
             t = time_tflites([final.tflite, predictor.tflite(Genome())], threads=profile.threads,
                              resolver=resolver_of(profile))
             measured, orig_measured = t[0].median_ms, t[1].median_ms
+            anchor = timed.get(Genome().key())
+            if anchor is not None:  # at the machine speed the budget was priced at (see _time_and_keep)
+                measured_scaled = measured * anchor / orig_measured
         paths = _write(out, recipe_yaml, points, front, s, profile, chosen)
         paths["tflite"] = str(out / "best.tflite")
     met = {}
     if s.latency_ms is not None:
         met["latency_predicted"] = predicted_ms <= s.latency_ms
         if measured is not None:
-            met["latency_measured"] = measured <= s.latency_ms
+            met["latency_measured"] = (measured_scaled if measured_scaled is not None else measured) <= s.latency_ms
     if s.size_kb is not None:
         met["size"] = (final_bytes if final_bytes is not None else budget_bytes(cost, s)) <= 1024 * s.size_kb
     if s.max_acc_drop is not None and final_acc is not None:
         met["accuracy"] = 100 * (reference - final_acc) <= s.max_acc_drop
     res = SearchResult(chosen, recipe_yaml, base, cost, reference, final_acc, measured, orig_measured, met, points,
-                       front, ran, state.resumed, round(time.perf_counter() - t_start, 1), paths, final_bytes, int4)
+                       front, ran, state.resumed, round(time.perf_counter() - t_start, 1), paths, final_bytes, int4,
+                       measured_scaled)
     if out is not None:
         from tfcompress.hardware.profile import write_json_atomic
 
