@@ -19,11 +19,11 @@ class _State:
 def _anchor(monkeypatch, measured, predicted, timed=None):
     calls = []
 
-    def fake_time(predictor, genomes, say, profile, what=""):
-        calls.append([g.key() for g in genomes])
-        return {g.key(): measured for g in genomes}
+    def fake_anchor(predictor, say, profile):
+        calls.append([Genome().key()])
+        return measured
 
-    monkeypatch.setattr(runner, "_time", fake_time)
+    monkeypatch.setattr(runner, "_anchor_ms", fake_anchor)
     state, said = _State(), []
     timed = {} if timed is None else timed
     budget = runner._anchored(None, SimpleNamespace(predicted_ms=predicted), 1.0, timed, state, said.append, None)
@@ -89,3 +89,28 @@ def test_the_original_is_not_timed_twice_once_anchored(monkeypatch):
     timed = {Genome().key(): 1.0}
     runner._time_and_keep(None, [Genome()], lambda m: None, None, timed, _State())
     assert calls == [] and timed == {Genome().key(): 1.0}
+
+
+def test_fastest_ms_keeps_the_fastest_of_timings_taken_apart(monkeypatch):
+    from tfcompress.hardware import measure
+
+    figures = iter([0.39, 0.28, 0.385, 0.281, 0.40])
+    monkeypatch.setattr(measure, "time_tflites",
+                        lambda contents, **k: [SimpleNamespace(median_ms=next(figures)) for _ in contents])
+    slept = []
+    monkeypatch.setattr(measure.time, "sleep", slept.append)
+    ms, all_ = measure.fastest_ms(b"tflite", times=5, pause_s=0.5)
+    assert ms == 0.28 and all_ == (0.39, 0.28, 0.385, 0.281, 0.40)
+    assert slept == [0.5] * 4, "a pause between timings, none before the first"
+
+
+def test_the_anchor_says_when_the_machine_speed_varies(monkeypatch):
+    from tfcompress.hardware import measure
+
+    monkeypatch.setattr(measure, "fastest_ms", lambda content, **k: (0.28, (0.39, 0.28, 0.38, 0.28, 0.281)))
+    predictor = SimpleNamespace(tflite=lambda g: b"x")
+    profile = SimpleNamespace(delegate="XNNPACK", threads=1, kernels="default")
+    said = []
+    monkeypatch.setattr(measure, "resolver_of", lambda p: "default")
+    assert runner._anchor_ms(predictor, said.append, profile) == 0.28
+    assert "speed varies" in said[-1] and "0.390" in said[-1]
