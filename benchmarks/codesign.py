@@ -12,10 +12,10 @@ cached), both at 1 thread. The probe showed why this pair and not 1 vs 2 threads
 alike (Kendall tau 0.95, no pair ordered differently), while separable swaps pay on XNNPACK and barely on the
 builtin kernels, and channel pruning the other way round (benchmarks/results/codesign.txt).
 
-1. Each device's budget is `--budget` x the reference's latency there (the fastest of 5 timings).
+1. Each device's budget is `--budget` x the reference's latency there (the fastest of 15 timings).
 2. `tfcompress.search.search` once per device, same seed, strategy, settings and data (LUT completed and finalists
    measured with that device's kernels); results in OUT/xnnpack and OUT/builtin.
-3. Both results and the reference timed with each device's kernels in one interleaved run each; int8
+3. Both results and the reference timed with each device's kernels, together, 9 times (each one's fastest); int8
    accuracy in LiteRT. Printed: per-layer choices, predicted and measured latency on both devices, and the
    verdicts: the choices differ; each meets its own budget; each is faster on its own device than the other's.
 
@@ -160,7 +160,7 @@ def main() -> int:
     import tfcompress.keras_compat  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
     from tfcompress.conversion import ConvertOptions, convert
     from tfcompress.datasets import load_fashion_mnist
-    from tfcompress.hardware.measure import fastest_ms, time_tflites
+    from tfcompress.hardware.measure import fastest, fastest_ms
     from tfcompress.hardware.predict import predict_latency_ms
     from tfcompress.hardware.profile import load_profile, resolve_profile
     from tfcompress.keras_compat import tf_keras
@@ -187,9 +187,9 @@ def main() -> int:
     profiles = {"xnnpack": local_profile(Path(a.profile_xnnpack), a.space, "default") if a.profile_xnnpack
                 else resolve_profile("host"),
                 "builtin": local_profile(Path(a.profile_builtin) if a.profile_builtin else None, a.space, "builtin")}
-    # the fastest of 5 timings 0.5 s apart (measure.fastest_ms): this VM runs the same model at 0.28 or 0.39 ms
-    # depending on the moment, so one timing would set the budget by chance
-    ref_ms = {d: fastest_ms(ref_int8, resolver=r)[0] for d, r in DEVICES.items()}
+    # the fastest of 15 timings 0.5 s apart (measure.fastest_ms): this VM runs the same model at 0.28 or 0.39 ms
+    # depending on the moment (5 timings in a row have all been slow), so one timing would set the budget by chance
+    ref_ms = {d: fastest_ms(ref_int8, times=15, resolver=r)[0] for d, r in DEVICES.items()}
     budgets = {d: round(a.budget * ref_ms[d], 4) for d in DEVICES}
     for d in DEVICES:
         say(f"reference on {d}: {ref_ms[d]:.3f} ms measured -> budget {budgets[d]:.3f} ms")
@@ -208,8 +208,10 @@ def main() -> int:
 
     names = ["reference", "searched for xnnpack", "searched for builtin"]
     contents = [ref_int8] + [(out / d / "best.tflite").read_bytes() for d in DEVICES]
-    timings = {d: time_tflites(contents, resolver=r) for d, r in DEVICES.items()}  # one interleaved run each
-    ms = {d: [t.median_ms for t in timings[d]] for d in DEVICES}
+    # each device: the three timed together 9 times 0.5 s apart, each one's fastest (measure.fastest): one
+    # interleaved run can straddle a change of this VM's speed and distort the ratios by up to 1.4x
+    timings = {d: fastest(contents, times=9, resolver=r) for d, r in DEVICES.items()}
+    ms = {d: [t[0] for t in timings[d]] for d in DEVICES}
     luts = {d: load_profile(out / d / "state" / "profile.json") for d in DEVICES}  # each search's completed LUT
     pred = {d: [predict_latency_ms(c, luts[d]).total_ms for c in contents] for d in DEVICES}
     accs = [bench.int8_accuracy(c, x_val, y_val) for c in contents]
@@ -235,7 +237,10 @@ def main() -> int:
               f"{a.budget:g} x: {'met' if mine / ref <= a.budget else 'MISSED'}), the other's {theirs:.3f} ms = "
               f"{theirs / ref:.3f} x ({'within' if theirs / ref <= a.budget else 'over'} budget); "
               f"own faster: {mine < theirs}")
-    print(f"busy items while timing: { {d: sum(t.busy for t in timings[d]) for d in DEVICES} }")
+    print(f"busy items while timing: { {d: sum(t[2] for t in timings[d]) for d in DEVICES} }")
+    for d in DEVICES:
+        print(f"{d} timings (ms, 9 repeats): " + "; ".join(
+            f"{n}: {' '.join(f'{v:.3f}' for v in t[1])}" for n, t in zip(names, timings[d])))
     for d in DEVICES:
         r = results[d]
         print(f"search for {d}: {r.seconds:.0f} s, {r.trials_run} trials, budget met {r.budget_met}")

@@ -1,10 +1,10 @@
-"""The latency budget is priced in the LUT's scale, anchored on the original measured here (`runner._anchored`)."""
+"""The latency budget is priced in the LUT's scale, anchored on the original measured here (`timing.anchored`)."""
 
 from types import SimpleNamespace
 
 import pytest
 
-from tfcompress.search import runner
+from tfcompress.search import timing
 from tfcompress.search.space import Genome
 
 
@@ -23,10 +23,10 @@ def _anchor(monkeypatch, measured, predicted, timed=None):
         calls.append([Genome().key()])
         return measured
 
-    monkeypatch.setattr(runner, "_anchor_ms", fake_anchor)
+    monkeypatch.setattr(timing, "anchor_ms", fake_anchor)
     state, said = _State(), []
     timed = {} if timed is None else timed
-    budget = runner._anchored(None, SimpleNamespace(predicted_ms=predicted), 1.0, timed, state, said.append, None)
+    budget = timing.anchored(None, SimpleNamespace(predicted_ms=predicted), 1.0, timed, state, said.append, None)
     return budget, calls, state, said, timed
 
 
@@ -60,11 +60,11 @@ def _timing_round(monkeypatch, original_now, finalist_now, anchor=1.0):
         calls.append([g.key() for g in genomes])
         return {g.key(): (original_now if g.key() == Genome().key() else finalist_now) for g in genomes}
 
-    monkeypatch.setattr(runner, "_time", fake_time)
+    monkeypatch.setattr(timing, "time_here", fake_time)
     state, said = _State(), []
     timed = {Genome().key(): anchor}
     finalist = Genome(keep={"conv": 0.5})
-    runner._time_and_keep(None, [finalist], said.append, None, timed, state)
+    timing.time_and_keep(None, [finalist], said.append, None, timed, state)
     return calls, timed, state, said, finalist
 
 
@@ -85,9 +85,9 @@ def test_a_steady_machine_is_not_reported_as_changed(monkeypatch):
 
 def test_the_original_is_not_timed_twice_once_anchored(monkeypatch):
     calls = []
-    monkeypatch.setattr(runner, "_time", lambda *a, **k: calls.append(a) or {})
+    monkeypatch.setattr(timing, "time_here", lambda *a, **k: calls.append(a) or {})
     timed = {Genome().key(): 1.0}
-    runner._time_and_keep(None, [Genome()], lambda m: None, None, timed, _State())
+    timing.time_and_keep(None, [Genome()], lambda m: None, None, timed, _State())
     assert calls == [] and timed == {Genome().key(): 1.0}
 
 
@@ -96,7 +96,7 @@ def test_fastest_ms_keeps_the_fastest_of_timings_taken_apart(monkeypatch):
 
     figures = iter([0.39, 0.28, 0.385, 0.281, 0.40])
     monkeypatch.setattr(measure, "time_tflites",
-                        lambda contents, **k: [SimpleNamespace(median_ms=next(figures)) for _ in contents])
+                        lambda contents, **k: [SimpleNamespace(median_ms=next(figures), busy=False) for _ in contents])
     slept = []
     monkeypatch.setattr(measure.time, "sleep", slept.append)
     ms, all_ = measure.fastest_ms(b"tflite", times=5, pause_s=0.5)
@@ -112,5 +112,24 @@ def test_the_anchor_says_when_the_machine_speed_varies(monkeypatch):
     profile = SimpleNamespace(delegate="XNNPACK", threads=1, kernels="default")
     said = []
     monkeypatch.setattr(measure, "resolver_of", lambda p: "default")
-    assert runner._anchor_ms(predictor, said.append, profile) == 0.28
+    assert timing.anchor_ms(predictor, said.append, profile) == 0.28
     assert "speed varies" in said[-1] and "0.390" in said[-1]
+
+
+def test_fastest_times_models_together_and_keeps_each_ones_fastest(monkeypatch):
+    from tfcompress.hardware import measure
+
+    # a mode flip between repeats: both models slow in the first, fast in the second; the ratio survives
+    rounds = iter([[0.39, 0.30], [0.28, 0.21], [0.38, 0.29]])
+    calls = []
+
+    def fake(contents, **k):
+        calls.append(list(contents))
+        return [SimpleNamespace(median_ms=ms, busy=i == 1) for i, ms in enumerate(next(rounds))]
+
+    monkeypatch.setattr(measure, "time_tflites", fake)
+    monkeypatch.setattr(measure.time, "sleep", lambda s: None)
+    got = measure.fastest([b"a", b"b"], times=3)
+    assert calls == [[b"a", b"b"]] * 3, "interleaved: every repeat times all of them"
+    assert [g[0] for g in got] == [0.28, 0.21] and got[0][1] == (0.39, 0.28, 0.38)
+    assert [g[2] for g in got] == [False, True]

@@ -125,3 +125,17 @@ def test_search_end_to_end_then_json_on_resume(files):
     assert set(doc["budget_met"]) == {"latency_predicted", "accuracy"}
     assert "Pareto front" not in again.stdout
     assert "distill" not in (out / "best.yaml").read_text()
+
+
+@pytest.mark.slow
+def test_measure_device_writes_a_bundle_says_what_to_do_and_exits_3(files):
+    out = files["dir"] / "device"
+    r = run(files["model"], "--data", files["data"], "-o", out, "--latency-ms", files["budget"], "--executor",
+            "inline", "--measure", "device", "--keep-levels", "1,0.5", "--no-swaps", "--trial-steps", "2",
+            "--trial-samples", "128", "--finalists", "2")
+    text = everything(r)
+    assert r.exit_code == 3, text
+    bundle = out / "device" / "round-1"
+    assert "waiting for the device" in r.output and "edge_profile.py" in r.output and str(bundle) in r.output
+    assert (bundle / "bundle.json").is_file() and not (out / "best.tflite").exists()
+    assert len(json.loads((bundle / "finalists.json").read_text())) <= 3, "--finalists 2 and the original"

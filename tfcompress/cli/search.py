@@ -10,6 +10,7 @@ import click
 from tfcompress.cli.app import main, make_console, user_errors
 
 EXIT_BUDGET_MISSED = 1
+EXIT_AWAITING_DEVICE = 3
 
 
 @main.command()
@@ -34,7 +35,8 @@ EXIT_BUDGET_MISSED = 1
 @click.option("--executor", type=click.Choice(["local", "inline", "ray"]), default="local", show_default=True, help="Where trials run: local worker processes, this process, or Ray (pip install 'tfcompress[distributed]').")
 @click.option("--workers", type=click.IntRange(1, 64), default=None, help="Trial workers (default: one per CPU).")
 @click.option("--address", default=None, metavar="HOST:PORT", help="--executor ray: an existing Ray cluster (default: a local one on 127.0.0.1).")
-@click.option("--measure", type=click.Choice(["auto", "host", "none"]), default="auto", show_default=True, help="Time finalists and the result on this machine: auto = when --device is 'host'.")
+@click.option("--finalists", type=click.IntRange(1, 64), default=3, show_default=True, help="Most accurate genomes within budget that are timed (here, or on the device with --measure device).")
+@click.option("--measure", type=click.Choice(["auto", "host", "device", "none"]), default="auto", show_default=True, help="Where finalists are timed. auto: here when --device is 'host'. host: here. device: on the --device itself: the finalists are written as an edge bundle to OUT/device/round-N (exit 3); run its edge_profile.py on the device, leave result.json in that folder and run the same command again.")
 @click.option("--complete-lut/--no-complete-lut", default=True, show_default=True, help="When measuring here: first time the kernels of the model at every resolution level (with and without swaps) that the profile lacks and add them to the search's copy of the LUT (~1-2 min the first time; cached in ~/.cache/tfcompress/lut).")
 @click.option("--fresh", is_flag=True, help="Discard the saved trials in the output folder instead of resuming.")
 @click.option("--seed", type=click.IntRange(0, 2**31 - 1), default=0, show_default=True)
@@ -43,7 +45,7 @@ EXIT_BUDGET_MISSED = 1
 def search(model: str, data: str, val_data: str | None, device: str, latency_ms: float | None, size_kb: float | None,
            max_acc_drop: float | None, output: str, strategy: str, step: float, trials: int, trial_steps: int,
            trial_samples: int, final_epochs: int, keep_levels: str | None, resolution_levels: str | None, no_swaps: bool, int4: bool, executor: str,
-           workers: int | None, address: str | None, measure: str, complete_lut: bool, fresh: bool, seed: int, as_json: bool) -> None:
+           workers: int | None, address: str | None, finalists: int, measure: str, complete_lut: bool, fresh: bool, seed: int, as_json: bool) -> None:
     """Compress MODEL to a budget on a device, choosing each layer's compression by the device's LUT.
 
     \b
@@ -64,9 +66,15 @@ def search(model: str, data: str, val_data: str | None, device: str, latency_ms:
     fine-tuned with distillation from the original and converted to a verified int8
     .tflite. best.yaml replays it with `tfcompress compress`.
 
+    With --measure device the finalists are timed on the device itself: the
+    search writes them as an edge bundle (OUT/device/round-N), you run
+    `python3 round-N/edge_profile.py round-N` there (no TensorFlow needed) and
+    put result.json back in that folder, then run the same command again.
+
     Every trial is saved as it ends: run the same command again after an
     interruption and it continues (--fresh starts over). Exit 0: every budget met;
-    1: a budget missed (measured latency, size or accuracy); 2: bad input.
+    1: a budget missed (measured latency, size or accuracy); 2: bad input;
+    3: waiting for the device's timings of a bundle (--measure device).
     """
     from tfcompress.errors import TfcompressError
     from tfcompress.search import search as run_search
@@ -74,7 +82,7 @@ def search(model: str, data: str, val_data: str | None, device: str, latency_ms:
     budgets: dict[str, object] = {"latency_ms": latency_ms, "size_kb": size_kb, "max_acc_drop": max_acc_drop,
                                   "strategy": strategy, "step": step, "trials": trials, "trial_steps": trial_steps,
                                   "trial_samples": trial_samples, "final_epochs": final_epochs, "swaps": not no_swaps,
-                                  "int4": int4, "seed": seed}
+                                  "int4": int4, "seed": seed, "finalists": finalists}
     if latency_ms is None and size_kb is None:
         raise TfcompressError("no budget given", "pass --latency-ms MS and / or --size-kb KB")
     if int4 and size_kb is None:
@@ -103,6 +111,9 @@ def search(model: str, data: str, val_data: str | None, device: str, latency_ms:
         make_console(stderr=True).print(f"interrupted; the finished trials are saved in {output}/state: run the same "
                                         "command again to continue")
         raise SystemExit(130) from None
+    if result.awaiting_device is not None:
+        _await_device(console, result.awaiting_device)
+        raise SystemExit(EXIT_AWAITING_DEVICE)
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=1))
     else:
@@ -130,7 +141,8 @@ def search(model: str, data: str, val_data: str | None, device: str, latency_ms:
         if result.final_bytes is not None:
             console.print(f"  written .tflite: {result.final_bytes:,} B")
         if result.measured_ms is not None:
-            console.print(f"  measured here {result.original_measured_ms:.3f} -> {result.measured_ms:.3f} ms")
+            console.print(f"  measured {result.measured_on} {result.original_measured_ms:.3f} -> "
+                          f"{result.measured_ms:.3f} ms")
             scaled = result.measured_at_start_ms
             if scaled is not None and abs(scaled / result.measured_ms - 1) > 0.03:
                 console.print(f"  this machine's speed changed during the search: at its speed when the search "
@@ -145,3 +157,14 @@ def search(model: str, data: str, val_data: str | None, device: str, latency_ms:
             console.print(f"  {name}: {path}")
     if not all(result.budget_met.values()):
         raise SystemExit(EXIT_BUDGET_MISSED)
+
+
+def _await_device(console: object, bundle: str) -> None:
+    from pathlib import Path
+
+    b = Path(bundle)
+    console.print(f"\n[bold]waiting for the device[/]: the finalists are in {b}\n"  # type: ignore[attr-defined]
+                  f"  1. copy {b} to the device (needs python3, numpy and ai-edge-litert or tflite-runtime)\n"
+                  f"  2. there: python3 {b.name}/edge_profile.py {b.name}   (writes {b.name}/result.json)\n"
+                  f"  3. copy result.json back to {b / 'result.json'} and run this command again",
+                  soft_wrap=True, highlight=False)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,6 +63,7 @@ def export_bundle(
     threads: int = 1,
     command: str = "",
     on_progress: Callable[[int, int, KernelKey], None] | None = None,
+    names: Sequence[str] | None = None,
 ) -> BundleInfo:
     """Write an edge bundle for the kernels of `sources` into `out_dir`.
 
@@ -76,6 +77,8 @@ def export_bundle(
         threads: the interpreter threads edge_profile.py uses by default.
         command: the command line, stored in bundle.json.
         on_progress: called as (done, total, key) after each kernel model.
+        names: the whole models' names in bundle.json and the result (default: file / model names), one per
+            source.
 
     Raises:
         OutputError: `out_dir` exists and is not an empty folder, or cannot be written.
@@ -83,7 +86,11 @@ def export_bundle(
     """
     out = Path(out_dir).expanduser()
     _check_empty(out)
-    sources = [s if isinstance(s, KernelKey) else (source_name(s, i), to_tflite(s)) for i, s in enumerate(sources)]
+    sources = list(sources)
+    if names is not None and len(names) != len(sources):
+        raise ValueError(f"{len(names)} names for {len(sources)} sources")
+    sources = [s if isinstance(s, KernelKey) else (names[i] if names is not None else source_name(s, i), to_tflite(s))
+               for i, s in enumerate(sources)]
     whole = [s for s in sources if not isinstance(s, KernelKey)]
     selection = select_kernels([s if isinstance(s, KernelKey) else s[1] for s in sources])
     skipped = [(k.describe(), why) for k, why in selection.skipped]

@@ -37,7 +37,7 @@ from tfcompress.hardware.ops import MEASURABLE_OPS, kernel_model
 from tfcompress.hardware.schema import MAX_MS, parse_json, read_document
 
 __all__ = ["OVERHEAD_KEY", "KernelSelection", "Timing", "Measured", "kernel_tflite", "kernel_tflites",
-           "fastest_ms", "overhead_model_bytes", "source_name", "select_kernels", "time_tflite", "time_tflites",
+           "fastest", "fastest_ms", "overhead_model_bytes", "source_name", "select_kernels", "time_tflite", "time_tflites",
            "time_interpreters", "prepared", "write_bundle", "measure"]
 
 OVERHEAD_KEY = KernelKey(op="ADD", dtype="int8", in_shape=(1, 1, 1, 1), out_shape=(1, 1, 1, 1),
@@ -196,20 +196,32 @@ def time_tflite(
                         seed=seed)[0]
 
 
-def fastest_ms(content: bytes, *, times: int = 5, pause_s: float = 0.5, threads: int = 1,
-               resolver: str = "default") -> tuple[float, tuple[float, ...]]:
-    """(fastest, all) median invoke() ms of one .tflite timed `times` times, `pause_s` apart.
+def fastest(contents: Sequence[bytes], *, times: int = 5, pause_s: float = 0.5, threads: int = 1,
+            resolver: str = "default") -> list[tuple[float, tuple[float, ...], bool]]:
+    """Per .tflite (fastest, all, busy): the models timed together (interleaved) `times` times, `pause_s` apart;
+    each one's fastest median invoke() ms.
 
-    The figure to anchor a comparison on (a budget, later timings' scale). One 2-core VM measured here ran the same
-    model at 0.28 ms or 0.39 ms depending on the second (both modes seen within three timings a second apart, with
-    nothing else running): a single timing picks a mode by chance, the fastest of several is the machine's speed.
+    One 2-core VM measured here ran the same model at 0.28 ms or 0.39 ms depending on the second (both modes seen
+    within three timings a second apart, with nothing else running; 7 of 9 timings slow at another moment): a
+    single timing, even interleaved, picks a mode by chance, and a flip in the middle of one distorts the ratio of
+    two models by up to 1.4x. The fastest of several is the machine's speed, for each model alike.
     """
-    figures = []
+    figures: list[list[float]] = [[] for _ in contents]
+    busy = [False] * len(contents)
     for i in range(max(1, times)):
         if i:
             time.sleep(pause_s)
-        figures.append(time_tflites([content], threads=threads, resolver=resolver)[0].median_ms)
-    return min(figures), tuple(figures)
+        for j, t in enumerate(time_tflites(list(contents), threads=threads, resolver=resolver)):
+            figures[j].append(t.median_ms)
+            busy[j] = busy[j] or t.busy
+    return [(min(f), tuple(f), b) for f, b in zip(figures, busy)]
+
+
+def fastest_ms(content: bytes, *, times: int = 5, pause_s: float = 0.5, threads: int = 1,
+               resolver: str = "default") -> tuple[float, tuple[float, ...]]:
+    """(fastest, all) median invoke() ms of one .tflite timed `times` times, `pause_s` apart (`fastest`)."""
+    ms, figures, _ = fastest([content], times=times, pause_s=pause_s, threads=threads, resolver=resolver)[0]
+    return ms, figures
 
 
 # ------------------------------------------------------------------ bundles

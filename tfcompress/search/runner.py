@@ -7,10 +7,12 @@
    prediction of its int8 architecture (no training); candidates are fine-tuned briefly on the
    executor (trials, `trial.run_trial`) and compared on accuracy.
    When the profile is this machine's, the original is timed first and, if the LUT misses it by more than 3%,
-   the latency budget is priced in the LUT's scale (budget x predicted / measured: `_anchored`).
-3. The most accurate genomes within budget (finalists) are converted and timed on this machine under the
-   timing protocol when the profile is this machine's ("host"); when the chosen one misses the budget
-   measured, the budget is tightened by its measured / predicted ratio and the strategy continues.
+   the latency budget is priced in the LUT's scale (budget x predicted / measured: `timing.anchored`).
+3. The most accurate genomes within budget (finalists) are converted and timed, beside the original, on this
+   machine under the timing protocol when the profile is this machine's ("host"), or on the device through edge
+   bundles (measure="device", `device`; the search returns and a rerun goes on once the device's result is
+   back); when the chosen one misses the budget measured, the budget is tightened by its measured / predicted
+   ratio and the strategy continues (`timing`).
 4. The chosen genome's recipe (structural stages + a distilled fine-tune from the original + int8) runs
    through `tfcompress.compress`: the verified .tflite, sidecar and report; `best.yaml` replays it. With
    int4 on and the result over the size budget, its layers get int4 weights where the budgets allow
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -34,6 +37,7 @@ import numpy as np
 
 from tfcompress.errors import TfcompressError
 from tfcompress.search.cost import Cost, Predictor
+from tfcompress.search.device import AwaitDevice, DeviceTimer
 from tfcompress.search.executors import Executor, make_executor
 from tfcompress.search.front import Point, pareto, plot_front, table
 from tfcompress.search.int4 import Int4Result, add_int4, budget_bytes, check_int4
@@ -41,12 +45,13 @@ from tfcompress.search.settings import SearchSettings
 from tfcompress.search.space import Genome, genome_stages, read_space
 from tfcompress.search.state import SearchState
 from tfcompress.search.strategies import Context, evolve, netadapt
+from tfcompress.search.timing import FINALIST_TIMINGS, anchored, time_and_keep
 from tfcompress.search.trial import TrialResult, TrialSpec, accuracy, make_assets, run_trial
 
 __all__ = ["SearchResult", "search", "final_recipe"]
 
 MAX_CORRECTIONS = 3
-ANCHOR_TOLERANCE = 0.03  # the LUT may miss the original by this much before the budget is rescaled
+MEASURES = ("auto", "host", "device", "none")
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,9 @@ class SearchResult:
     # the final model's latency at the machine speed the budget was priced at: measured x the original's first
     # timing / its timing beside the final model (None: not measured); what budget_met["latency_measured"] judges
     measured_at_start_ms: float | None = None
+    # measure="device": the edge bundle whose device timings the search needs to go on (then no final model yet)
+    awaiting_device: str | None = None
+    measured_on: str | None = None  # "here", or the device (timed through edge bundles)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -172,7 +180,10 @@ def search(
         output: folder for best.tflite (+ sidecar, report), best.yaml, pareto.*, search.json and the state.
         settings: a `SearchSettings`; keyword budgets (latency_ms=, size_kb=, ...) override its fields.
         executor: "local" (worker processes), "inline" (this process), "ray", or an Executor.
-        measure: "auto" (time finalists here when the profile is "host"), "host" or "none".
+        measure: "auto" (time finalists here when the profile is "host"), "host", "device" (time them on the
+            profile's device through edge bundles in output/device/round-N: the search returns with
+            `awaiting_device` set until that round's result.json is back, then a rerun goes on; `search.device`)
+            or "none".
         complete_lut: when measuring here, first time the kernels of the original at every resolution level
             (with and without swaps) that the profile lacks, and add them (`_completed`).
         fresh: discard saved trials in `output` instead of resuming.
@@ -201,9 +212,18 @@ def search(
         raise TfcompressError(f"model '{original.name}' has nothing the search can change",
                               "it needs Conv2D / Dense layers with >= 16 channels")
     assets = make_assets(original, x[pick], y[pick], x_val[: s.val_samples], y_val[: s.val_samples], space, profile)
-    state = SearchState(out, _fingerprint(assets.key, s, profile), fresh=fresh)
-    measuring = measure == "host" or (measure == "auto" and profile.device == "host")
-    if measuring and complete_lut:
+    if measure not in MEASURES:
+        raise TfcompressError(f"measure '{measure}' is not one of {', '.join(MEASURES)}", "use measure='auto'")
+    if measure == "device" and out is None:
+        raise TfcompressError("measuring on the device needs an output folder",
+                              "pass output= (-o): the finalists' bundles and the saved trials go there")
+    state = SearchState(out, _fingerprint(assets.key, s, profile), fresh=fresh,
+                        timings="device-timings.jsonl" if measure == "device" else "timings.jsonl")
+    device = DeviceTimer(out / "device", profile, say) if measure == "device" and out is not None else None
+    if fresh and device is not None and device.folder.exists():
+        shutil.rmtree(device.folder)
+    measuring = device is not None or measure == "host" or (measure == "auto" and profile.device == "host")
+    if measuring and complete_lut and device is None:
         profile = _completed(profile, original, space, state, say)
         assets = replace(assets, profile=profile)
     if state.resumed:
@@ -232,13 +252,14 @@ def search(
     budget = s.latency_ms
     timed: dict[str, float] = dict(state.timings)  # finalists timed here, this run or before it (resume)
     chosen = Genome()
+    awaiting: Path | None = None
     try:
         base = predictor.cost(Genome())
         say(f"original: {base.predicted_ms:.3f} ms predicted on {profile.device}, {base.int8_bytes:,} B int8"
             + (f" ({base.int4_bytes:,} B with int4 where it may go, estimated)" if s.int4 else "")
             + f", float accuracy {reference:.4f}; {len(space.knobs)} knobs; executor {ex.name} ({ex.workers} workers)")
-        if measuring and s.latency_ms is not None:
-            budget = _anchored(predictor, base, s.latency_ms, timed, state, say, profile)
+        if measuring and s.latency_ms is not None and (device is None or Genome().key() in timed):
+            budget = anchored(predictor, base, s.latency_ms, timed, state, say, profile)
         for attempt in range(MAX_CORRECTIONS + 1):
             ctx = Context(space, predictor.cost, lambda c, b=budget: _over(c, s, b), evaluate, say, ex.workers,
                           predictor.costs)
@@ -257,7 +278,7 @@ def search(
                             key=lambda r: (-round(r.accuracy, 6), r.key))
             finalists = list(dict.fromkeys([chosen.key()] + [r.key for r in ranked]))[: s.finalists]
             todo = [state.trials[k].genome if k in state.trials else chosen for k in finalists if k not in timed]
-            _time_and_keep(predictor, todo, say, profile, timed, state)
+            time_and_keep(predictor, todo, say, profile, timed, state, device=device)
             fits = [k for k in finalists if timed[k] <= s.latency_ms]
             if fits:
                 best = min(fits, key=lambda k: (-round(state.trials[k].accuracy, 6) if k in state.trials else 0, k))
@@ -267,10 +288,14 @@ def search(
             budget = s.latency_ms / ratio * 0.98
             say(f"measured {timed[chosen.key()]:.3f} ms > {s.latency_ms:g} ms (measured / predicted {ratio:.3f}): "
                 f"continuing with a predicted budget of {budget:.3f} ms")
+    except AwaitDevice as wait:
+        awaiting = wait.bundle
+        say(f"{'wrote' if wait.fresh else 'still waiting for'} the device timings of {wait.n_models} models "
+            f"(finalists and the original): {wait.bundle}")
     finally:
         ex.close()
     return _finish(model, data, val_data, (x, y, x_val, y_val), s, profile, space, predictor, state, chosen, base,
-                   reference, timed, measuring, out, ran[0], say, t_start)
+                   reference, timed, measuring, out, ran[0], say, t_start, device, awaiting, budget)
 
 
 def _completed(profile: Any, original: Any, space: Any, state: SearchState, say: Callable[[str], None]) -> Any:
@@ -305,83 +330,11 @@ def _completed(profile: Any, original: Any, space: Any, state: SearchState, say:
     return done
 
 
-def _anchored(predictor: Predictor, base: Cost, latency_ms: float, timed: dict[str, float], state: SearchState,
-              say: Callable[[str], None], profile: Any) -> float:
-    """The latency budget in the LUT's scale: the original is timed here (once; kept in the state) and, when the
-    LUT misses it by more than ANCHOR_TOLERANCE, the budget is scaled by predicted / measured, so a LUT that is off
-    by a constant factor on this model neither makes the budget unreachable nor too easy."""
-    key = Genome().key()
-    if key not in timed:
-        timed[key] = _anchor_ms(predictor, say, profile)
-        state.add_timing(key, timed[key])
-    ratio = timed[key] / base.predicted_ms
-    if abs(ratio - 1.0) <= ANCHOR_TOLERANCE:
-        return latency_ms
-    budget = latency_ms / ratio
-    say(f"the original measures {timed[key]:.3f} ms here, the LUT predicts {base.predicted_ms:.3f} ms (measured / "
-        f"predicted {ratio:.3f}): the budget of {latency_ms:g} ms is priced as {budget:.3f} ms predicted")
-    return budget
-
-
-def _anchor_ms(predictor: Predictor, say: Callable[[str], None], profile: Any) -> float:
-    """The original timed here several times apart, the fastest kept (`measure.fastest_ms`: a VM's speed can change
-    from one second to the next): the figure the budget is priced on and later timings are scaled to."""
-    from tfcompress.hardware.measure import fastest_ms, resolver_of
-
-    say(f"timing the original here ({profile.delegate}, {profile.threads} thread(s); the fastest of 5, 0.5 s apart)")
-    ms, figures = fastest_ms(predictor.tflite(Genome()), threads=profile.threads, resolver=resolver_of(profile))
-    if max(figures) > ms * (1 + ANCHOR_TOLERANCE):
-        say(f"the original took {', '.join(f'{f:.3f}' for f in figures)} ms: this machine's speed varies from one "
-            f"moment to the next; {ms:.3f} ms is its speed, and finalists are judged by their ratio to the original "
-            "timed beside them")
-    return ms
-
-
-def _time_and_keep(predictor: Predictor, genomes: list[Genome], say: Callable[[str], None], profile: Any,
-                   timed: dict[str, float], state: SearchState, what: str = "") -> None:
-    """`_time` the genomes and keep each figure in `timed` and the state: a resumed search decides on the same.
-
-    Once the original has been timed (`_anchored`), it is timed again beside every later batch and each figure is
-    scaled by original-then / original-now: the figures stay at the machine speed the budget was priced at, so a
-    VM that slows down mid-search (seen: 1.35x within ten minutes) cannot move the budget under the search."""
-    anchor_key = Genome().key()
-    genomes = [g for g in genomes if g.key() != anchor_key or anchor_key not in timed]
-    if not genomes:
-        return
-    anchor = timed.get(anchor_key)
-    batch = genomes + [Genome()] if anchor is not None else genomes
-    got = _time(predictor, batch, say, profile, what=what)
-    scale = 1.0
-    if anchor is not None:
-        now = got.pop(anchor_key)
-        scale = anchor / now
-        if abs(now / anchor - 1.0) > ANCHOR_TOLERANCE:
-            say(f"the original measures {now:.3f} ms in this round, {anchor:.3f} ms when the search started: "
-                f"this machine's speed changed, so these figures are scaled by {scale:.3f}")
-    for key, ms in got.items():
-        timed[key] = ms * scale
-        state.add_timing(key, ms * scale)
-
-
-def _time(predictor: Predictor, genomes: list[Genome], say: Callable[[str], None], profile: Any,
-          what: str = "") -> dict[str, float]:
-    """Finalists timed here as the profile runs them (its threads and delegate), under the timing protocol."""
-    from tfcompress.hardware.measure import resolver_of, time_tflites
-
-    if not genomes:
-        return {}
-    what = what or f"{len(genomes)} finalists"
-    say(f"timing {what} here ({profile.delegate}, {profile.threads} thread(s); interleaved rounds)")
-    got = time_tflites([predictor.tflite(g) for g in genomes], threads=profile.threads, resolver=resolver_of(profile))
-    if any(t.busy for t in got):
-        say(f"warning: other processes used the CPU while timing {what}; measured latencies are high")
-    return {g.key(): t.median_ms for g, t in zip(genomes, got)}
-
-
 def _finish(model: Any, data: Any, val_data: Any, arrays: tuple[np.ndarray, ...], s: SearchSettings, profile: Any,
             space: Any, predictor: Predictor, state: SearchState, chosen: Genome, base: Cost, reference: float,
             timed: dict[str, float], measuring: bool, out: Path | None, ran: int, say: Callable[[str], None],
-            t_start: float) -> SearchResult:
+            t_start: float, device: DeviceTimer | None = None, awaiting: Path | None = None,
+            priced: float | None = None) -> SearchResult:
     from tfcompress.compression import compress
     from tfcompress.precision.mixed import parse_rule
     from tfcompress.recipe import dump_recipe
@@ -399,7 +352,7 @@ def _finish(model: Any, data: Any, val_data: Any, arrays: tuple[np.ndarray, ...]
     paths: dict[str, str] = {}
     final_acc = measured = orig_measured = measured_scaled = final_bytes = int4 = None
     predicted_ms = cost.predicted_ms
-    if out is not None:
+    if out is not None and awaiting is None:
         say(f"final fine-tune of {chosen.describe()} ({s.final_epochs} epochs, distilled from the original)")
         # compress's resume point, one per final recipe: a rerun with another final fine-tune (not part of the
         # search's fingerprint) must not meet the checkpoints of the last one, which compress refuses.
@@ -421,21 +374,25 @@ def _finish(model: Any, data: Any, val_data: Any, arrays: tuple[np.ndarray, ...]
                 rules = [parse_rule(text) for text in int4.rules]
                 recipe_yaml = dump_recipe(final_recipe(chosen, space, s, precision=rules))
         final_bytes = len(final.tflite)
-        if measuring:
-            from tfcompress.hardware.measure import resolver_of, time_tflites
+        if device is not None:  # the chosen architecture as the device timed it (a finalist, same int8 ops)
+            measured = measured_scaled = timed.get(chosen.key())
+            orig_measured = timed.get(Genome().key())
+        elif measuring:
+            from tfcompress.hardware.measure import fastest, resolver_of
 
-            say("timing the result next to the original (interleaved)")
-            t = time_tflites([final.tflite, predictor.tflite(Genome())], threads=profile.threads,
-                             resolver=resolver_of(profile))
-            measured, orig_measured = t[0].median_ms, t[1].median_ms
+            say(f"timing the result next to the original (interleaved, the fastest of {FINALIST_TIMINGS})")
+            t = fastest([final.tflite, predictor.tflite(Genome())], times=FINALIST_TIMINGS, threads=profile.threads,
+                        resolver=resolver_of(profile))
+            measured, orig_measured = t[0][0], t[1][0]
             anchor = timed.get(Genome().key())
-            if anchor is not None:  # at the machine speed the budget was priced at (see _time_and_keep)
+            if anchor is not None:  # at the machine speed the budget was priced at (see timing.time_and_keep)
                 measured_scaled = measured * anchor / orig_measured
         paths = _write(out, recipe_yaml, points, front, s, profile, chosen)
         paths["tflite"] = str(out / "best.tflite")
     met = {}
     if s.latency_ms is not None:
-        met["latency_predicted"] = predicted_ms <= s.latency_ms
+        # against the budget in the LUT's scale (`timing.anchored`; tightened after a measured miss)
+        met["latency_predicted"] = predicted_ms <= (priced if priced is not None else s.latency_ms)
         if measured is not None:
             met["latency_measured"] = (measured_scaled if measured_scaled is not None else measured) <= s.latency_ms
     if s.size_kb is not None:
@@ -444,8 +401,10 @@ def _finish(model: Any, data: Any, val_data: Any, arrays: tuple[np.ndarray, ...]
         met["accuracy"] = 100 * (reference - final_acc) <= s.max_acc_drop
     res = SearchResult(chosen, recipe_yaml, base, cost, reference, final_acc, measured, orig_measured, met, points,
                        front, ran, state.resumed, round(time.perf_counter() - t_start, 1), paths, final_bytes, int4,
-                       measured_scaled)
-    if out is not None:
+                       measured_scaled, str(awaiting) if awaiting is not None else None,
+                       None if measured is None else "here" if device is None else
+                       f"{profile.device} (edge bundle; the chosen architecture as a finalist)")
+    if out is not None and awaiting is None:
         from tfcompress.hardware.profile import write_json_atomic
 
         write_json_atomic(out / "search.json", res.to_dict())

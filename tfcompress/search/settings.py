@@ -46,7 +46,8 @@ class SearchSettings(BaseModel):
                        "search, each step measured in LiteRT, undone if it breaks --max-acc-drop or --latency-ms. "
                        "Needs --size-kb; while searching, a genome's size is its int8 size less half the int8 "
                        "weights of every op that may take int4")
-    finalists: int = Field(3, ge=1, le=64, description="most accurate genomes within budget timed on the host")
+    finalists: int = Field(3, ge=1, le=64,
+                           description="most accurate genomes within budget that are timed (here or on the device)")
     seed: int = Field(0, ge=0, le=2**31 - 1)
 
     @model_validator(mode="after")

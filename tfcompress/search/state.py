@@ -4,6 +4,7 @@
     OUT/state/trials.jsonl       one finished trial per line
     OUT/state/costs.jsonl        one predicted cost per line
     OUT/state/timings.jsonl      one finalist timed here per line (genome key, median ms)
+    OUT/state/device-timings.jsonl   the same, timed on the device through edge bundles (`search.device`)
 
 A search killed at any point and started again with the same fingerprint reads these back and
 replays its decisions from them (a strategy is deterministic given its trial results), so it continues
@@ -32,7 +33,7 @@ M = TypeVar("M", bound=BaseModel)
 
 
 class Timed(BaseModel):
-    """A finalist timed on this machine: its genome key and median latency."""
+    """A finalist timed (here or on the device): its genome key and median latency."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -79,7 +80,9 @@ def _records(path: Path, model: type[M]) -> list[M]:
 class SearchState:
     """Trials and costs of one search, on disk under `folder/state` (None: kept in memory only)."""
 
-    def __init__(self, folder: Path | None, fingerprint: Mapping[str, Any], *, fresh: bool = False) -> None:
+    def __init__(self, folder: Path | None, fingerprint: Mapping[str, Any], *, fresh: bool = False,
+                 timings: str = "timings.jsonl") -> None:
+        self.timings_file = timings  # where finalists were timed: here, or on the device ("device-timings.jsonl")
         self.trials: dict[str, TrialResult] = {}
         self.costs: dict[str, Cost] = {}
         self.timings: dict[str, float] = {}
@@ -110,11 +113,11 @@ class SearchState:
 
     def _read(self) -> None:
         assert self.dir is not None
-        for name in ("trials.jsonl", "costs.jsonl", "timings.jsonl"):
+        for name in ("trials.jsonl", "costs.jsonl", self.timings_file):
             _end_last_line(self.dir / name)
         self.trials = {r.key: r for r in _records(self.dir / "trials.jsonl", TrialResult)}
         self.costs = {c.key: c for c in _records(self.dir / "costs.jsonl", Cost)}
-        self.timings = {t.key: t.ms for t in _records(self.dir / "timings.jsonl", Timed)}
+        self.timings = {t.key: t.ms for t in _records(self.dir / self.timings_file, Timed)}
         self.resumed = len(self.trials)
 
     def _append(self, name: str, obj: Any) -> None:
@@ -131,7 +134,7 @@ class SearchState:
 
     def add_timing(self, key: str, ms: float) -> None:
         self.timings[key] = ms
-        self._append("timings.jsonl", Timed(key=key, ms=ms))
+        self._append(self.timings_file, Timed(key=key, ms=ms))
 
     def add_cost(self, cost: Cost) -> None:
         self.costs[cost.key] = cost
