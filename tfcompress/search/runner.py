@@ -258,7 +258,10 @@ def search(
         say(f"original: {base.predicted_ms:.3f} ms predicted on {profile.device}, {base.int8_bytes:,} B int8"
             + (f" ({base.int4_bytes:,} B with int4 where it may go, estimated)" if s.int4 else "")
             + f", float accuracy {reference:.4f}; {len(space.knobs)} knobs; executor {ex.name} ({ex.workers} workers)")
-        if measuring and s.latency_ms is not None and (device is None or Genome().key() in timed):
+        # on a device, the first round's result comes back only in a later run: pricing the budget from it at the
+        # start of that run would change the decisions the earlier runs made and replayed (the measured
+        # tightening below corrects the LUT's scale there instead)
+        if measuring and s.latency_ms is not None and device is None:
             budget = anchored(predictor, base, s.latency_ms, timed, state, say, profile)
         for attempt in range(MAX_CORRECTIONS + 1):
             ctx = Context(space, predictor.cost, lambda c, b=budget: _over(c, s, b), evaluate, say, ex.workers,
