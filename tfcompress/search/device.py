@@ -7,9 +7,9 @@ one-op kernels) into OUT/device/round-N/ and returns with `awaiting_device` set.
     python3 round-N/edge_profile.py round-N          # writes round-N/result.json (needs no TensorFlow)
 
 With result.json back in that folder, the same search command resumes from its saved trials, reads every round's
-result and decides as if it had timed the finalists here: the fastest-mode caveats of `runner._time_and_keep`
-apply alike (the original is in every round; later rounds are scaled to the first one's original). A round
-whose finalists miss the budget on the device tightens the budget and may need another round.
+result and decides as if it had timed the finalists here (`timing.time_and_keep`: the original is in every
+round, later rounds are scaled to the first one's original). A round whose finalists miss the budget on the
+device tightens the budget and may need another round.
 
 Each round folder holds finalists.json (model name in the bundle -> genome key and sha256), written into the
 bundle before the folder is renamed into place: a round folder is complete or absent.
