@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
 import click
 
@@ -159,11 +160,11 @@ def search(model: str, data: str, val_data: str | None, device: str, latency_ms:
         raise SystemExit(EXIT_BUDGET_MISSED)
 
 
-def _await_device(console: object, bundle: str) -> None:
+def _await_device(console: Any, bundle: str) -> None:
     from pathlib import Path
 
     b = Path(bundle)
-    console.print(f"\n[bold]waiting for the device[/]: the finalists are in {b}\n"  # type: ignore[attr-defined]
+    console.print(f"\n[bold]waiting for the device[/]: the finalists are in {b}\n"
                   f"  1. copy {b} to the device (needs python3, numpy and ai-edge-litert or tflite-runtime)\n"
                   f"  2. there: python3 {b.name}/edge_profile.py {b.name}   (writes {b.name}/result.json)\n"
                   f"  3. copy result.json back to {b / 'result.json'} and run this command again",

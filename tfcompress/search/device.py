@@ -101,7 +101,7 @@ class DeviceTimer:
                     raise TfcompressError(f"{result}: model '{name}' is not the one this round wrote",
                                           f"delete {result} and time {result.parent} on the device again")
                 out[names[name]] = obs.measured_ms
-        missing = sorted(set(names) - {n for n, k in names.items() if k in out})
+        missing = sorted(n for n, k in names.items() if k not in out)
         if missing:
             raise TfcompressError(f"{result} has no timing of {', '.join(missing[:5])}",
                                   f"run edge_profile.py on {result.parent} to the end (it resumes)")

@@ -197,6 +197,11 @@ def search(
     check_int4(s)
     profile = resolve_profile(device)
     out = Path(output) if output is not None else None
+    if measure not in MEASURES:
+        raise TfcompressError(f"measure '{measure}' is not one of {', '.join(MEASURES)}", "use measure='auto'")
+    if measure == "device" and out is None:
+        raise TfcompressError("measuring on the device needs an output folder",
+                              "pass output= (-o): the finalists' bundles and the saved trials go there")
     if out is not None:
         if out.exists() and not out.is_dir():
             raise TfcompressError(f"{out} exists and is not a folder", "give -o a folder (created if missing)")
@@ -212,11 +217,6 @@ def search(
         raise TfcompressError(f"model '{original.name}' has nothing the search can change",
                               "it needs Conv2D / Dense layers with >= 16 channels")
     assets = make_assets(original, x[pick], y[pick], x_val[: s.val_samples], y_val[: s.val_samples], space, profile)
-    if measure not in MEASURES:
-        raise TfcompressError(f"measure '{measure}' is not one of {', '.join(MEASURES)}", "use measure='auto'")
-    if measure == "device" and out is None:
-        raise TfcompressError("measuring on the device needs an output folder",
-                              "pass output= (-o): the finalists' bundles and the saved trials go there")
     state = SearchState(out, _fingerprint(assets.key, s, profile), fresh=fresh,
                         timings="device-timings.jsonl" if measure == "device" else "timings.jsonl")
     device = DeviceTimer(out / "device", profile, say) if measure == "device" and out is not None else None

@@ -59,7 +59,8 @@ def anchor_ms(predictor: Predictor, say: Callable[[str], None], profile: Any) ->
 def time_and_keep(predictor: Predictor, genomes: list[Genome], say: Callable[[str], None], profile: Any,
                    timed: dict[str, float], state: SearchState, what: str = "", device: DeviceTimer | None = None,
                    ) -> None:
-    """Time the genomes (`time_here`, or `device`) and keep each figure in `timed` and the state: a resumed search decides on the same.
+    """Time the genomes (`time_here`, or `device`) and keep each figure in `timed` and the state: a resumed search
+    decides on the same.
 
     Once the original has been timed (`anchored`), it is timed again beside every later batch and each figure is
     scaled by original-then / original-now: the figures stay at the machine speed the budget was priced at, so a
