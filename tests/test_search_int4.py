@@ -197,3 +197,34 @@ def test_best_yaml_carries_the_precision_rules_and_reads_back():
         assert recipe.export.precision == tuple(rules)
         again = parse_recipe_text(dump_recipe(recipe))
         assert again.export == recipe.export and "class: Dense" in dump_recipe(recipe)
+
+
+@pytest.mark.slow
+def test_int4_short_of_the_size_budget_searches_the_structure_further(files, tmp_path, monkeypatch):
+    """When the final model's layers cannot all take int4 (here: only ops with >= 8 KiB of int8 weights may, as if
+    the accuracy budget refused the rest), the written file misses the size the estimate promised; the search
+    records the miss, tightens the size budget it judges estimates against and continues from the chosen genome,
+    so the written file ends within budget. A rerun resumes without finishing the missed genome again."""
+    import tfcompress.precision.auto as auto
+
+    real = auto.choose_precision
+    monkeypatch.setattr(auto, "choose_precision", lambda *a, **k: real(*a, **{**k, "min_int4_bytes": 8192}))
+    levels = {**LEVELS, "keep_levels": (1.0, 0.75, 0.5, 0.25)}
+    kw = dict(output=tmp_path / "out", device="host", executor="inline", measure="none", size_kb=BUDGET_KB,
+              max_acc_drop=100.0, int4=True, step=0.1, trial_steps=4, trial_samples=256, val_samples=64,
+              batch_size=32, final_epochs=0, **levels)
+    said: list[str] = []
+    result = search(str(files["model"]), str(files["data"]), on_progress=said.append, **kw)
+    tightened = [m for m in said if "continuing the search with an estimated size budget" in m]
+    assert tightened, said
+    assert result.final_bytes == (tmp_path / "out" / "best.tflite").stat().st_size <= 1024 * BUDGET_KB
+    assert result.budget_met["size"] is True
+    assert result.chosen.int4_bytes < 0.98 * 1024 * BUDGET_KB, "chosen under the tightened estimate budget"
+    sizes = (tmp_path / "out" / "state" / "sizes.jsonl").read_text().splitlines()
+    assert len(sizes) == len(tightened) and all(json.loads(s)["bytes"] > 1024 * BUDGET_KB for s in sizes)
+
+    again: list[str] = []
+    resumed = search(str(files["model"]), str(files["data"]), on_progress=again.append, **kw)
+    assert resumed.genome == result.genome and resumed.final_bytes == result.final_bytes
+    assert sum("choosing int4 layers" in m for m in again) == 1, "the missed genome is not finished again"
+    assert resumed.trials_run == 0

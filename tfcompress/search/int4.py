@@ -6,8 +6,10 @@ structure is chosen on that figure. Then, when the final int8 model is over the 
 `precision.auto.choose_precision` gives its least harmful layers int4 weights one at a time (each step a
 model quantized by ai-edge-quantizer and run in LiteRT, undone if it breaks the accuracy or latency budget)
 until the size holds. Its rules go into the recipe's export, and the final model is converted again with
-them (`conversion.convert`: verified in LiteRT, every op's precision read back from the file). int4 is
-chosen after the structure, not jointly with it.
+them (`conversion.convert`: verified in LiteRT, every op's precision read back from the file). When the
+written file is still over (the planner refused layers the estimate counted), the search tightens the size
+budget it judges estimates against and goes on (`runner.search`, `state.sizes`). int4 is chosen after the
+structure, not jointly with it.
 """
 
 from __future__ import annotations

@@ -16,7 +16,9 @@
 4. The chosen genome's recipe (structural stages + a distilled fine-tune from the original + int8) runs
    through `tfcompress.compress`: the verified .tflite, sidecar and report; `best.yaml` replays it. With
    int4 on and the result over the size budget, its layers get int4 weights where the budgets allow
-   (`int4.add_int4`), and the rules go into best.yaml's export.
+   (`int4.add_int4`), and the rules go into best.yaml's export; still over (layers refused int4), the search
+   goes on from the chosen genome with the size budget tightened by written / estimated bytes, then steps 3-4
+   again (up to MAX_SIZE_CORRECTIONS times).
 5. Pareto front of every trained genome: table, `pareto.json`, `pareto.png`; `search.json` sums up.
 
 Every trial and cost is saved as it finishes (`state.SearchState`): an interrupted search run again
@@ -51,6 +53,7 @@ from tfcompress.search.trial import TrialResult, TrialSpec, accuracy, make_asset
 __all__ = ["SearchResult", "search", "final_recipe"]
 
 MAX_CORRECTIONS = 3
+MAX_SIZE_CORRECTIONS = 2  # int4 short of the size budget: more structure search, then int4 again
 MEASURES = ("auto", "host", "device", "none")
 
 
@@ -252,53 +255,91 @@ def search(
     budget = s.latency_ms
     timed: dict[str, float] = dict(state.timings)  # finalists timed here, this run or before it (resume)
     chosen = Genome()
-    awaiting: Path | None = None
-    try:
-        base = predictor.cost(Genome())
-        say(f"original: {base.predicted_ms:.3f} ms predicted on {profile.device}, {base.int8_bytes:,} B int8"
-            + (f" ({base.int4_bytes:,} B with int4 where it may go, estimated)" if s.int4 else "")
-            + f", float accuracy {reference:.4f}; {len(space.knobs)} knobs; executor {ex.name} ({ex.workers} workers)")
-        # on a device, the first round's result comes back only in a later run: pricing the budget from it at the
-        # start of that run would change the decisions the earlier runs made and replayed (the measured
-        # tightening below corrects the LUT's scale there instead)
-        if measuring and s.latency_ms is not None and device is None:
-            budget = anchored(predictor, base, s.latency_ms, timed, state, say, profile)
-        for attempt in range(MAX_CORRECTIONS + 1):
-            ctx = Context(space, predictor.cost, lambda c, b=budget: _over(c, s, b), evaluate, say, ex.workers,
-                          predictor.costs)
-            try:
-                chosen = (netadapt(ctx, step=s.step, start=chosen) if s.strategy == "netadapt"
-                          else evolve(ctx, trials=s.trials, seed=s.seed))
-            except TfcompressError as exc:
-                if attempt == 0:
-                    raise
-                say(f"warning: the tightened budget cannot be met ({exc.message}); keeping {chosen.describe()}, "
-                    "which meets the budget by the LUT but not measured")
-                break
-            if not measuring or s.latency_ms is None:
-                break
-            ranked = sorted((r for r in state.trials.values() if ctx.over(predictor.cost(r.genome)) <= 1.0),
-                            key=lambda r: (-round(r.accuracy, 6), r.key))
-            finalists = list(dict.fromkeys([chosen.key()] + [r.key for r in ranked]))[: s.finalists]
-            todo = [state.trials[k].genome if k in state.trials else chosen for k in finalists if k not in timed]
-            time_and_keep(predictor, todo, say, profile, timed, state, device=device)
-            fits = [k for k in finalists if timed[k] <= s.latency_ms]
-            if fits:
-                best = min(fits, key=lambda k: (-round(state.trials[k].accuracy, 6) if k in state.trials else 0, k))
-                chosen = state.trials[best].genome if best in state.trials else chosen
-                break
-            ratio = timed[chosen.key()] / predictor.ms(chosen)
-            budget = s.latency_ms / ratio * 0.98
-            say(f"measured {timed[chosen.key()]:.3f} ms > {s.latency_ms:g} ms (measured / predicted {ratio:.3f}): "
-                f"continuing with a predicted budget of {budget:.3f} ms")
-    except AwaitDevice as wait:
-        awaiting = wait.bundle
-        say(f"{'wrote' if wait.fresh else 'still waiting for'} the device timings of {wait.n_models} models "
-            f"(finalists and the original): {wait.bundle}")
-    finally:
-        ex.close()
-    return _finish(model, data, val_data, (x, y, x_val, y_val), s, profile, space, predictor, state, chosen, base,
-                   reference, timed, measuring, out, ran[0], say, t_start, device, awaiting, budget)
+    searched = s  # what the strategy judges genomes against: the size budget is tightened when int4 falls short
+    for size_round in range(MAX_SIZE_CORRECTIONS + 1):
+        awaiting: Path | None = None
+        last = size_round == MAX_SIZE_CORRECTIONS
+        try:
+            if size_round == 0:
+                base = predictor.cost(Genome())
+                say(f"original: {base.predicted_ms:.3f} ms predicted on {profile.device}, {base.int8_bytes:,} B int8"
+                    + (f" ({base.int4_bytes:,} B with int4 where it may go, estimated)" if s.int4 else "")
+                    + f", float accuracy {reference:.4f}; {len(space.knobs)} knobs; executor {ex.name} "
+                    f"({ex.workers} workers)")
+                # on a device, the first round's result comes back only in a later run: pricing the budget from it
+                # at the start of that run would change the decisions the earlier runs made and replayed (the
+                # measured tightening below corrects the LUT's scale there instead)
+                if measuring and s.latency_ms is not None and device is None:
+                    budget = anchored(predictor, base, s.latency_ms, timed, state, say, profile)
+            tell = say if size_round == 0 else (lambda m, r=size_round + 1: say(f"[size round {r}] {m}"))
+            chosen, budget = _walk(searched, budget, chosen, space, predictor, evaluate, state, timed, measuring,
+                                   device, ex, tell, profile)
+        except AwaitDevice as wait:
+            awaiting = wait.bundle
+            say(f"{'wrote' if wait.fresh else 'still waiting for'} the device timings of {wait.n_models} models "
+                f"(finalists and the original): {wait.bundle}")
+        except TfcompressError as exc:
+            if size_round == 0:
+                raise
+            say(f"warning: the tightened size budget cannot be met ({exc.message}); keeping {chosen.describe()}")
+            last = True
+        finally:
+            ex.close()
+        written = state.sizes.get(chosen.key())  # resumed: this genome was finished before and missed the size
+        if written is None or awaiting is not None or last:
+            res = _finish(model, data, val_data, (x, y, x_val, y_val), s, profile, space, predictor, state, chosen,
+                          base, reference, timed, measuring, out, ran[0], say, t_start, device, awaiting, budget)
+            written = res.final_bytes
+            if (awaiting is not None or last or not s.int4 or s.size_kb is None or written is None
+                    or written <= 1024 * s.size_kb):
+                return res
+            state.add_size(chosen.key(), written)
+        assert s.size_kb is not None and searched.size_kb is not None
+        estimate = budget_bytes(predictor.cost(chosen), s)
+        # as the latency loop does with a measured miss: the budget in the estimate's scale, 2% under
+        tightened = min(s.size_kb * estimate / written, searched.size_kb) * 0.98
+        say(f"the written model is {written:,} B > {s.size_kb:g} KiB (estimated {estimate:,} B: not every layer "
+            f"took int4): continuing the search with an estimated size budget of {tightened:.2f} KiB")
+        searched = searched.model_copy(update={"size_kb": tightened})
+    raise AssertionError("unreachable: the last size round returns")
+
+
+def _walk(s: SearchSettings, budget: float | None, chosen: Genome, space: Any, predictor: Predictor,
+          evaluate: Callable[[Sequence[Genome]], list[TrialResult]], state: SearchState, timed: dict[str, float],
+          measuring: bool, device: DeviceTimer | None, ex: Executor, say: Callable[[str], None],
+          profile: Any) -> tuple[Genome, float | None]:
+    """The strategy from `chosen` until a genome meets `s`'s budgets (latency `budget` in the LUT's scale);
+    measuring, its finalists are timed and the budget tightened by a measured miss (up to MAX_CORRECTIONS
+    times). Returns the chosen genome and the latency budget in the LUT's scale it was chosen under."""
+    for attempt in range(MAX_CORRECTIONS + 1):
+        ctx = Context(space, predictor.cost, lambda c, b=budget: _over(c, s, b), evaluate, say, ex.workers,
+                      predictor.costs)
+        try:
+            chosen = (netadapt(ctx, step=s.step, start=chosen) if s.strategy == "netadapt"
+                      else evolve(ctx, trials=s.trials, seed=s.seed))
+        except TfcompressError as exc:
+            if attempt == 0:
+                raise
+            say(f"warning: the tightened budget cannot be met ({exc.message}); keeping {chosen.describe()}, "
+                "which meets the budget by the LUT but not measured")
+            break
+        if not measuring or s.latency_ms is None:
+            break
+        ranked = sorted((r for r in state.trials.values() if ctx.over(predictor.cost(r.genome)) <= 1.0),
+                        key=lambda r: (-round(r.accuracy, 6), r.key))
+        finalists = list(dict.fromkeys([chosen.key()] + [r.key for r in ranked]))[: s.finalists]
+        todo = [state.trials[k].genome if k in state.trials else chosen for k in finalists if k not in timed]
+        time_and_keep(predictor, todo, say, profile, timed, state, device=device)
+        fits = [k for k in finalists if timed[k] <= s.latency_ms]
+        if fits:
+            best = min(fits, key=lambda k: (-round(state.trials[k].accuracy, 6) if k in state.trials else 0, k))
+            chosen = state.trials[best].genome if best in state.trials else chosen
+            break
+        ratio = timed[chosen.key()] / predictor.ms(chosen)
+        budget = s.latency_ms / ratio * 0.98
+        say(f"measured {timed[chosen.key()]:.3f} ms > {s.latency_ms:g} ms (measured / predicted {ratio:.3f}): "
+            f"continuing with a predicted budget of {budget:.3f} ms")
+    return chosen, budget
 
 
 def _completed(profile: Any, original: Any, space: Any, state: SearchState, say: Callable[[str], None]) -> Any:

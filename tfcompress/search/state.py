@@ -5,6 +5,7 @@
     OUT/state/costs.jsonl        one predicted cost per line
     OUT/state/timings.jsonl      one finalist timed here per line (genome key, median ms)
     OUT/state/device-timings.jsonl   the same, timed on the device through edge bundles (`search.device`)
+    OUT/state/sizes.jsonl        a chosen genome's written .tflite that missed the size budget (int4 fell short)
 
 A search killed at any point and started again with the same fingerprint reads these back and
 replays its decisions from them (a strategy is deterministic given its trial results), so it continues
@@ -39,6 +40,15 @@ class Timed(BaseModel):
 
     key: str
     ms: float
+
+
+class Written(BaseModel):
+    """A chosen genome's final model as written (bytes), when it missed the size budget."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    key: str
+    bytes: int
 
 
 def _lines(path: Path) -> list[dict[str, Any]]:
@@ -86,6 +96,7 @@ class SearchState:
         self.trials: dict[str, TrialResult] = {}
         self.costs: dict[str, Cost] = {}
         self.timings: dict[str, float] = {}
+        self.sizes: dict[str, int] = {}
         self.resumed = 0
         self.dir = folder / "state" if folder is not None else None
         if self.dir is None:
@@ -113,11 +124,12 @@ class SearchState:
 
     def _read(self) -> None:
         assert self.dir is not None
-        for name in ("trials.jsonl", "costs.jsonl", self.timings_file):
+        for name in ("trials.jsonl", "costs.jsonl", self.timings_file, "sizes.jsonl"):
             _end_last_line(self.dir / name)
         self.trials = {r.key: r for r in _records(self.dir / "trials.jsonl", TrialResult)}
         self.costs = {c.key: c for c in _records(self.dir / "costs.jsonl", Cost)}
         self.timings = {t.key: t.ms for t in _records(self.dir / self.timings_file, Timed)}
+        self.sizes = {w.key: w.bytes for w in _records(self.dir / "sizes.jsonl", Written)}
         self.resumed = len(self.trials)
 
     def _append(self, name: str, obj: Any) -> None:
@@ -135,6 +147,10 @@ class SearchState:
     def add_timing(self, key: str, ms: float) -> None:
         self.timings[key] = ms
         self._append(self.timings_file, Timed(key=key, ms=ms))
+
+    def add_size(self, key: str, n_bytes: int) -> None:
+        self.sizes[key] = n_bytes
+        self._append("sizes.jsonl", Written(key=key, bytes=n_bytes))
 
     def add_cost(self, cost: Cost) -> None:
         self.costs[cost.key] = cost
