@@ -411,7 +411,7 @@ def test_space_includes_the_convolution_families_and_stems_get_their_own_group()
     assert [[u.key for u in kernels_of(c)] for _, c in again] == [[u.key for u in kernels_of(c)] for _, c in fams]
     convs = [u.key for _, c in fams for u in kernels_of(c) if u.key.op == "CONV_2D" and u.key.kernel == (3, 3)]
     assert any(k.cin >= 8 for k in convs)  # full 3x3 convolutions, not only stems
-    assert len(space_models(4)) == 4 + 2 + 1 + 1  # MBConv, ResNet-style + plain, weight-heavy, FMNIST-CNN
+    assert len(space_models(4)) == 4 + 2 + 1 + 1 + 1  # MBConv, ResNet-style + plain, heavy, coverage, FMNIST-CNN
     stem = KernelKey(op="CONV_2D", dtype="int8", in_shape=(1, 32, 32, 3), out_shape=(1, 32, 32, 16), cin=3, cout=16,
                      kernel=(3, 3), stride=(1, 1), padding="SAME")
     body = KernelKey(op="CONV_2D", dtype="int8", in_shape=(1, 32, 32, 16), out_shape=(1, 32, 32, 16), cin=16,
@@ -445,3 +445,19 @@ def test_check_output_writes_the_profile_rescaled_by_the_measured_ratio(monkeypa
     res = CliRunner().invoke(main, ["profile", "--check", "--profile", str(tmp_path / "p.json"),
                                     "-o", str(tmp_path / "busy.json")])
     assert res.exit_code == 3 and not (tmp_path / "busy.json").exists()
+
+
+@pytest.mark.slow
+def test_coverage_models_reach_kernels_the_other_families_do_not():
+    """Wide convolutions, 5x5 / 7x7 depthwise, standalone ReLU, average pooling, padding: seeded and convertible."""
+    from tfcompress.hardware.kernels import kernels_of
+    from tfcompress.hardware.spaces import coverage_models
+
+    models = coverage_models(10)
+    keys = [u.key for _, c in models for u in kernels_of(c)]
+    assert [[u.key for u in kernels_of(c)] for _, c in coverage_models(10)] == [[u.key for u in kernels_of(c)]
+                                                                               for _, c in models]
+    ops = {k.op for k in keys}
+    assert {"CONV_2D", "DEPTHWISE_CONV_2D", "RELU", "AVERAGE_POOL_2D", "PAD", "LOGISTIC", "MUL"} <= ops, ops
+    assert max(k.cout for k in keys if k.op == "CONV_2D") >= 512
+    assert {k.kernel for k in keys if k.op == "DEPTHWISE_CONV_2D"} & {(5, 5), (7, 7)}
