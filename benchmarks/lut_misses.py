@@ -28,8 +28,7 @@ def main() -> int:
     from tfcompress.hardware.predict import LatencyModel
     from tfcompress.hardware.profile import resolve_profile
     from tfcompress.hardware.kernels import kernels_of
-    from tfcompress.hardware.spaces import APPLICATIONS, convert_int8
-    from tfcompress.keras_compat import tf_keras
+    from tfcompress.hardware.spaces import APPLICATIONS, application_models
 
     wanted = [w.strip() for w in a.models.split(",") if w.strip()]
     unknown = [w for w in wanted if w not in {n for n, _, _ in APPLICATIONS}]
@@ -38,13 +37,7 @@ def main() -> int:
     prof = resolve_profile(a.profile)
     lm, cal = LatencyModel(prof), prof.calibration
     with tempfile.TemporaryDirectory() as tmp:
-        for i, (name, cls, kw) in enumerate(APPLICATIONS):
-            if wanted and name not in wanted:
-                continue
-            tf_keras.utils.set_random_seed(i)  # as spaces.application_models: the same .tflite
-            inner = getattr(tf_keras.applications, cls)(weights=None, **kw)
-            x = tf_keras.Input(kw["input_shape"], batch_size=1)
-            content = convert_int8(tf_keras.Model(x, inner(x)))
+        for name, content in application_models(names=set(wanted) if wanted else None):
             uses = kernels_of(content)
             m = measure(select_kernels([content]).keys, [(name, content)], cache_dir=a.cache or tmp)
             timed = {k: r["ms"] for k, r in m.kernels}

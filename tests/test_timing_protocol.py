@@ -461,3 +461,17 @@ def test_coverage_models_reach_kernels_the_other_families_do_not():
     assert {"CONV_2D", "DEPTHWISE_CONV_2D", "RELU", "AVERAGE_POOL_2D", "PAD", "LOGISTIC", "MUL"} <= ops, ops
     assert max(k.cout for k in keys if k.op == "CONV_2D") >= 512
     assert {k.kernel for k in keys if k.op == "DEPTHWISE_CONV_2D"} & {(5, 5), (7, 7)}
+
+
+@pytest.mark.slow
+def test_application_models_can_be_asked_for_by_name():
+    """A subset comes back in APPLICATIONS' order, seeded by each entry's index (the same files as the whole)."""
+    from tfcompress.hardware.kernels import kernels_of
+    from tfcompress.hardware.spaces import application_models
+
+    wanted = {"MobileNetV2 a0.35 96px", "MobileNet a0.25 96px"}
+    got = application_models(names=wanted)
+    assert [n for n, _ in got] == ["MobileNet a0.25 96px", "MobileNetV2 a0.35 96px"]
+    again = application_models(names={"MobileNetV2 a0.35 96px"})
+    assert [u.key for u in kernels_of(again[0][1])] == [u.key for u in kernels_of(got[1][1])]
+    assert application_models(names=set()) == []

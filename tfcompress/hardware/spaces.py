@@ -12,6 +12,7 @@ Every model is seeded (architecture and weights), so the same call gives the sam
 from __future__ import annotations
 
 from dataclasses import dataclass
+from collections.abc import Collection
 from typing import Any, Callable
 
 import numpy as np
@@ -294,12 +295,16 @@ def family_models(n: int, seed: int = OUTSIDE_SEED, on_progress: Progress | None
                  seed * 10_000, on_progress)
 
 
-def application_models(on_progress: Progress | None = None) -> list[tuple[str, bytes]]:
-    """(name, int8 .tflite) of every entry of APPLICATIONS (random weights, seeded)."""
+def application_models(on_progress: Progress | None = None,
+                       names: Collection[str] | None = None) -> list[tuple[str, bytes]]:
+    """(name, int8 .tflite) of every entry of APPLICATIONS, or of those in `names` (random weights, seeded by the
+    entry's index: a subset gives the same files as the whole)."""
     from tfcompress.keras_compat import tf_keras
 
     out = []
     for i, (name, cls, kwargs) in enumerate(APPLICATIONS):
+        if names is not None and name not in names:
+            continue
         tf_keras.utils.set_random_seed(i)
         inner = getattr(tf_keras.applications, cls)(weights=None, **kwargs)
         x = tf_keras.Input(kwargs["input_shape"], batch_size=1)

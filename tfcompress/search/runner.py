@@ -47,7 +47,7 @@ from tfcompress.search.settings import SearchSettings
 from tfcompress.search.space import Genome, genome_stages, read_space
 from tfcompress.search.state import SearchState
 from tfcompress.search.strategies import Context, evolve, netadapt
-from tfcompress.search.timing import FINALIST_TIMINGS, anchored, time_and_keep
+from tfcompress.search.timing import FINALIST_TIMINGS, TIGHTEN_MARGIN, anchored, tightened, time_and_keep
 from tfcompress.search.trial import TrialResult, TrialSpec, accuracy, make_assets, run_trial
 
 __all__ = ["SearchResult", "search", "final_recipe"]
@@ -296,11 +296,11 @@ def search(
             state.add_size(chosen.key(), written)
         assert s.size_kb is not None and searched.size_kb is not None
         estimate = budget_bytes(predictor.cost(chosen), s)
-        # as the latency loop does with a measured miss: the budget in the estimate's scale, 2% under
-        tightened = min(s.size_kb * estimate / written, searched.size_kb) * 0.98
+        # as the latency loop does with a measured miss (`timing.tightened`)
+        size_kb = min(tightened(s.size_kb, written, estimate), searched.size_kb * TIGHTEN_MARGIN)
         say(f"the written model is {written:,} B > {s.size_kb:g} KiB (estimated {estimate:,} B: not every layer "
-            f"took int4): continuing the search with an estimated size budget of {tightened:.2f} KiB")
-        searched = searched.model_copy(update={"size_kb": tightened})
+            f"took int4): continuing the search with an estimated size budget of {size_kb:.2f} KiB")
+        searched = searched.model_copy(update={"size_kb": size_kb})
     raise AssertionError("unreachable: the last size round returns")
 
 
@@ -336,7 +336,7 @@ def _walk(s: SearchSettings, budget: float | None, chosen: Genome, space: Any, p
             chosen = state.trials[best].genome if best in state.trials else chosen
             break
         ratio = timed[chosen.key()] / predictor.ms(chosen)
-        budget = s.latency_ms / ratio * 0.98
+        budget = tightened(s.latency_ms, timed[chosen.key()], predictor.ms(chosen))
         say(f"measured {timed[chosen.key()]:.3f} ms > {s.latency_ms:g} ms (measured / predicted {ratio:.3f}): "
             f"continuing with a predicted budget of {budget:.3f} ms")
     return chosen, budget

@@ -15,11 +15,22 @@ from tfcompress.search.device import DeviceTimer
 from tfcompress.search.space import Genome
 from tfcompress.search.state import SearchState
 
-__all__ = ["ANCHOR_TOLERANCE", "ANCHOR_TIMINGS", "FINALIST_TIMINGS", "anchored", "anchor_ms", "time_and_keep", "time_here"]
+__all__ = ["ANCHOR_TOLERANCE", "ANCHOR_TIMINGS", "FINALIST_TIMINGS", "TIGHTEN_MARGIN", "anchored", "anchor_ms",
+           "tightened", "time_and_keep", "time_here"]
 
 ANCHOR_TOLERANCE = 0.03  # the LUT may miss the original by this much before the budget is rescaled
 FINALIST_TIMINGS = 5  # finalists (with the original) are timed together this many times; each keeps its fastest
 ANCHOR_TIMINGS = 9  # the original's timings the anchor is the fastest of (5 in a row have all been slow here)
+
+
+TIGHTEN_MARGIN = 0.98
+"""A budget re-priced after a measured miss is aimed this far under the re-priced figure."""
+
+
+def tightened(budget: float, measured: float, estimated: float) -> float:
+    """`budget` in the estimate's scale after a result measured `measured` where `estimated` was expected (the
+    latency loop: ms measured vs predicted; the int4 size rounds: bytes written vs estimated), TIGHTEN_MARGIN under."""
+    return budget / (measured / estimated) * TIGHTEN_MARGIN
 
 
 def anchored(predictor: Predictor, base: Cost, latency_ms: float, timed: dict[str, float], state: SearchState,
