@@ -101,8 +101,8 @@ def main(argv: list[str] | None = None) -> int:
         f"ResNet-style, plain-conv, weight-heavy and kernel-coverage ones, FMNIST-CNN), overhead "
         f"{profile.overhead_ms:.4f} ms, timed {'from a cold cache' if not args.cache else 'with --cache (not cold)'} "
         f"in {build_s:.0f} s on CPU(s) {profile.provenance.cpus}; calibration on {cal.fitted_on} models: scale "
-        f"{cal.scale:.4f}, {1e3 * cal.per_op_ms:.2f} us/op, {cal.per_weight_mb_ms:.4f} ms per weight MB beyond "
-        f"1 MB; kernels timed while busy: {profile.provenance.busy_items}")
+        f"{cal.scale:.4f}, {1e3 * cal.per_op_ms:.2f} us/op, {cal.per_weight_mb_ms:.4f} ms per weight MB of models "
+        f"over {cal.weight_cache_mb:g} MB; kernels timed while busy: {profile.provenance.busy_items}")
     if args.save:
         save_profile(profile, args.save)
         say(f"saved {args.save}")

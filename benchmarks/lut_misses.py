@@ -6,7 +6,8 @@ whole-model time and the profile's per-kernel prediction, summed per op type.
 If the kernels timed here add up to the whole model (composition holds) while the profile's kernels do not, the
 miss is in kernel prediction (regressions outside what the LUT measured), not in how kernels combine. Each
 model: whole (the timing protocol) and fastest of 5 (`measure.fastest`), the sum of its kernels timed here, the
-profile's kernel sum and calibrated total; per op type timed vs profile ms; the worst-predicted kernels.
+profile's kernel sum and predicted total (`LatencyModel.predict`); per op type timed vs profile ms; the
+worst-predicted kernels.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def main() -> int:
     if unknown:
         raise SystemExit(f"unknown model(s) {unknown}; choose from: {', '.join(n for n, _, _ in APPLICATIONS)}")
     prof = resolve_profile(a.profile)
-    lm, cal = LatencyModel(prof), prof.calibration
+    lm = LatencyModel(prof)
     with tempfile.TemporaryDirectory() as tmp:
         for name, content in application_models(names=set(wanted) if wanted else None):
             uses = kernels_of(content)
@@ -46,10 +47,10 @@ def main() -> int:
             t_sum = sum(r[1] for r in rows if r[1] is not None)
             p_sum = sum(r[2] for r in rows)
             untimed = sorted({r[0].op for r in rows if r[1] is None})
-            total = prof.overhead_ms + cal.scale * p_sum + cal.per_op_ms * len(rows)
+            total = lm.predict(uses).total_ms
             print(f"\n{name}: whole {m.models[0]['ms']:.3f} ms, fastest of 5 {fast:.3f} ms; {len(rows)} ops; kernels "
                   f"timed here {t_sum:.3f} ms{f' (not timed: {untimed})' if untimed else ''}; profile kernels "
-                  f"{p_sum:.3f} ms, calibrated total (no weight term) {total:.3f} ms", flush=True)
+                  f"{p_sum:.3f} ms, predicted total {total:.3f} ms", flush=True)
             by_op: dict[str, list[float]] = {}
             for key, ms, pred, _src in rows:
                 acc = by_op.setdefault(key.op, [0, 0.0, 0.0])

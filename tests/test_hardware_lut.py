@@ -49,11 +49,29 @@ def test_build_profile_caches_and_resumes(tmp_path):
     timed = []  # the progress callback sees each key timed now, not the cached ones
     second = lut.build_profile(keys, cache_dir=tmp_path, on_progress=lambda i, n, k: timed.append((i, n, k)))
     (cached,) = first.table()
-    assert timed == [(1, 1, next(k for k in keys if k != cached))]  # only the unmeasured key is timed
+    new = next(k for k in keys if k != cached)
+    assert timed == [(1, 2, new), (2, 2, new)]  # only the unmeasured key is timed, once a sweep (PASSES)
     assert len(second.entries) == 2
     assert second.overhead_ms == first.overhead_ms  # timed once per cache
     assert second.provenance.method and second.runtime
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # the temporary bundles are gone
+    import json
+
+    record = json.loads(next(p for p in tmp_path.glob(f"{new.digest()}-*.json")).read_text())
+    assert record["passes"] == 2 and len(record["sweeps_ms"]) == 2 and record["ms"] == min(record["sweeps_ms"])
+
+
+def test_each_sweep_keeps_the_fastest_figure_and_a_busy_one_only_when_all_were_busy():
+    from tfcompress.hardware.measure import _fastest_sweep, _sweeps
+
+    one = _fastest_sweep(None, {"ms": 0.0145, "spread_ms": 0.0003})
+    assert _sweeps(one) == 1 and one["sweeps_ms"] == [0.0145]
+    two = _fastest_sweep(one, {"ms": 0.0090, "spread_ms": 0.0002})  # a slow phase in the first sweep
+    assert _sweeps(two) == 2 and two["ms"] == 0.0090 and two["spread_ms"] == 0.0002
+    assert two["sweeps_ms"] == [0.0145, 0.0090]
+    busy = _fastest_sweep(one, {"ms": 0.0050, "spread_ms": 0.0, "busy": True})
+    assert busy["ms"] == 0.0145 and not busy.get("busy")  # faster, but timed beside another process
+    assert _sweeps({"ms": 1.0}) == 1 and _sweeps(None) == 0  # a record cached before sweeps counts as one
 
 
 

@@ -129,38 +129,39 @@ def _dense(cin: int, cout: int) -> KernelKey:
     return KernelKey("FULLY_CONNECTED", "int8", (1, cin), (1, cout), cin, cout, (0, 0), (0, 0), "", "")
 
 
-def test_weight_term_counts_weights_hot_alone_in_models_too_big_for_cache():
-    from tfcompress.hardware.predict import WEIGHT_CACHE_MB, weight_excess_mb
+def test_streamed_weights_are_all_of_a_model_too_big_for_the_cache_and_none_otherwise():
+    from tfcompress.hardware.predict import streamed_weight_mb, weight_mb
 
-    small = _dense(500, 1000)  # 0.5 MB of int8 weights: hot when timed alone
-    big = _dense(2000, 1000)  # 2 MB: timed streaming already
-    assert weight_excess_mb([small]) == 0.0  # the whole model fits: nothing streams
-    assert WEIGHT_CACHE_MB == 1.0 and weight_excess_mb([small, small]) == 0.0  # 1.0 MB: still fits
-    assert weight_excess_mb([small, small, small]) == pytest.approx(1.5)
-    assert weight_excess_mb([big]) == 0.0  # its one-op timing already streamed it
-    assert weight_excess_mb([big, small]) == pytest.approx(0.5)
+    small = _dense(500, 1000)  # 0.5 MB of int8 weights
+    assert weight_mb([small, small]) == pytest.approx(1.0)
+    assert streamed_weight_mb([small, small], 1.0) == 0.0  # 1.0 MB fits a 1 MB cache
+    assert streamed_weight_mb([small, small, small], 1.0) == pytest.approx(1.5)  # all of it streams, not the excess
+    assert streamed_weight_mb([small, small, small], 2.0) == 0.0
 
 
-def test_fit_calibration_recovers_the_per_megabyte_cost_of_streamed_weights():
+def test_fit_calibration_recovers_the_per_megabyte_cost_and_the_cache_size_of_streamed_weights():
+    from tfcompress.hardware.predict import streamed_weight_mb
+
     rng = np.random.default_rng(3)
     table = _profile().table()
-    heavy = [_dense(500, 1000)] * 3  # 1.5 MB streamed
+    heavy = [_dense(500, 1000)] * 12  # up to 6 MB
     obs = []
-    for i in range(10):
+    for i in range(14):
         keys = tuple(KEYS[j] for j in rng.integers(0, len(KEYS), size=int(rng.integers(2, 12))))
-        if i % 2:
-            keys = keys + tuple(heavy[: 1 + i % 3])
+        keys = keys + tuple(heavy[: i % 13])  # 0-6 MB of weights: over the 4 MB cache from 4.5 MB
         table_ms = sum(table.get(k, 0.0) for k in keys)
-        from tfcompress.hardware.predict import weight_excess_mb
-
-        obs.append(Observation(f"m{i}", 0.005 + 1.1 * table_ms + 0.07 * weight_excess_mb(keys), keys))
+        obs.append(Observation(f"m{i}", 0.005 + 1.1 * table_ms + 0.07 * streamed_weight_mb(keys, 4.0), keys))
     prof = DeviceProfile("test", "ai-edge-litert x", overhead_ms=0.005,
                          entries=_profile().entries + (LutEntry(_dense(500, 1000), 0.0),))
     cal = fit_calibration(prof, obs)
+    assert cal.weight_cache_mb == 4.0
     assert cal.per_weight_mb_ms == pytest.approx(0.07, rel=1e-4) and cal.scale == pytest.approx(1.1, rel=1e-4)
+    light = fit_calibration(prof, [o for o in obs if sum(k.weight_elements for k in o.kernels) <= 4e6])
+    assert light.per_weight_mb_ms == 0.0 and light.scale == pytest.approx(1.1, rel=1e-4)  # nothing streamed: no term
+    heavy = heavy[:9]  # 4.5 MB
     heavy_pred = LatencyModel(DeviceProfile(**{**prof.__dict__, "calibration": cal})).predict(
         [KernelUse(i, k, ()) for i, k in enumerate(heavy)])
-    assert heavy_pred.total_ms == pytest.approx(0.005 + 0.07 * 1.5, rel=1e-4)
+    assert heavy_pred.total_ms == pytest.approx(0.005 + 0.07 * 4.5, rel=1e-4)
 
 
 def test_unmeasured_convolutions_are_corrected_by_their_measured_neighbours():
@@ -181,3 +182,35 @@ def test_unmeasured_convolutions_are_corrected_by_their_measured_neighbours():
     assert abs(ms - true_ms(query)) / true_ms(query) < 0.15
     assert lm.kernel_ms(query) == (ms, source)  # memoized, same answer
     assert lm.kernel_ms(measured[0]) == (true_ms(measured[0]), "lut")  # measured ones are used as they are
+
+
+def test_swish_products_and_squeeze_excite_products_are_fitted_apart():
+    # swish (x * sigmoid(x)) at 0.2 ns an element, squeeze-excite scaling at 0.4: one line would miss both
+    def mul(h: int, c: int, broadcast: bool) -> KernelKey:
+        other = (1, 1, 1, c) if broadcast else (1, h, h, c)
+        return KernelKey("MUL", "int8", (1, h, h, c), (1, h, h, c), 0, 0, (0, 0), (0, 0), "", "", other)
+
+    def true_ms(k: KernelKey) -> float:
+        return (0.4e-6 if k.extra[1] == 1 else 0.2e-6) * int(np.prod(k.in_shape)) + 0.001
+
+    keys = [mul(h, c, b) for h in (8, 16, 32) for c in (16, 32, 64) for b in (True, False)]
+    lm = LatencyModel(DeviceProfile("t", "ai-edge-litert x", entries=tuple(LutEntry(k, true_ms(k)) for k in keys)))
+    for b in (True, False):
+        query = mul(24, 48, b)
+        ms, source = lm.kernel_ms(query)
+        assert source == f"fit:MUL/{'broadcast' if b else 'elementwise'}"
+        assert ms == pytest.approx(true_ms(query), rel=0.02)
+
+
+def test_unmeasured_dense_layers_are_corrected_by_their_measured_neighbours():
+    # big Dense layers stream their weights: 2x a line through the many small ones
+    def true_ms(k: KernelKey) -> float:
+        return 1e-6 * k.cin * k.cout * (2.0 if k.cin * k.cout >= 1_000_000 else 1.0) + 0.001
+
+    small = [_dense(c, o) for c in (16, 32, 64, 128, 256) for o in (10, 64, 100)]
+    big = [_dense(c, o) for c in (1024, 2048) for o in (1024, 2048, 4096)]
+    lm = LatencyModel(DeviceProfile("t", "ai-edge-litert x",
+                                    entries=tuple(LutEntry(k, true_ms(k)) for k in small + big)))
+    query = _dense(4096, 4096)
+    ms, source = lm.kernel_ms(query)
+    assert source == "fit:FULLY_CONNECTED+near" and ms == pytest.approx(true_ms(query), rel=0.15)

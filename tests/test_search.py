@@ -317,15 +317,18 @@ def test_finalists_and_the_result_are_timed_as_the_profile_runs(files, monkeypat
     from tfcompress.hardware.profile import resolve_profile
 
     two = dataclasses.replace(resolve_profile("host"), threads=2, delegate="none")
-    asked: list[tuple[int, int, str]] = []  # (models, threads, resolver) per timing call
+    asked: list[tuple[int, int]] = []  # (models, threads) per timing call
+    made: list[tuple[int, str]] = []  # (threads, resolver) per interpreter prepared
 
-    def fake(contents, *, threads=1, resolver="default", **_kw):
-        asked.append((len(contents), threads, resolver))
-        return [Timing(median_ms=0.001, mad_ms=0.0, runs=1) for _ in contents]
+    def fake(interps, *, threads=1, **_kw):
+        asked.append((len(interps), threads))
+        return [Timing(median_ms=0.001, mad_ms=0.0, runs=1) for _ in interps]
 
-    monkeypatch.setattr(measure, "time_tflites", fake)
+    monkeypatch.setattr(measure, "prepared",
+                        lambda content, *, threads=1, resolver="default", **k: made.append((threads, resolver)))
+    monkeypatch.setattr(measure, "time_interpreters", fake)
     result = search(str(files["model"]), str(files["data"]), output=tmp_path / "t2",
                     **settings(files, device=two, measure="host", complete_lut=False))
-    assert asked and {(t, r) for _, t, r in asked} == {(2, "builtin")}, asked
+    assert asked and {t for _, t in asked} == {2} and set(made) == {(2, "builtin")}, (asked, made)
     assert asked[-1][0] == 2, "the result was timed next to the original"
     assert result.measured_ms == 0.001 and result.budget_met["latency_measured"]

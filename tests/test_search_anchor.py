@@ -95,8 +95,9 @@ def test_fastest_ms_keeps_the_fastest_of_timings_taken_apart(monkeypatch):
     from tfcompress.hardware import measure
 
     figures = iter([0.39, 0.28, 0.385, 0.281, 0.40])
-    monkeypatch.setattr(measure, "time_tflites",
-                        lambda contents, **k: [SimpleNamespace(median_ms=next(figures), busy=False) for _ in contents])
+    monkeypatch.setattr(measure, "prepared", lambda content, **k: content)
+    monkeypatch.setattr(measure, "time_interpreters",
+                        lambda interps, **k: [SimpleNamespace(median_ms=next(figures), busy=False) for _ in interps])
     slept = []
     monkeypatch.setattr(measure.time, "sleep", slept.append)
     ms, all_ = measure.fastest_ms(b"tflite", times=5, pause_s=0.5)
@@ -121,15 +122,17 @@ def test_fastest_times_models_together_and_keeps_each_ones_fastest(monkeypatch):
 
     # a mode flip between repeats: both models slow in the first, fast in the second; the ratio survives
     rounds = iter([[0.39, 0.30], [0.28, 0.21], [0.38, 0.29]])
-    calls = []
+    calls, made = [], []
 
-    def fake(contents, **k):
-        calls.append(list(contents))
+    def fake(interps, **k):
+        calls.append(list(interps))
         return [SimpleNamespace(median_ms=ms, busy=i == 1) for i, ms in enumerate(next(rounds))]
 
-    monkeypatch.setattr(measure, "time_tflites", fake)
+    monkeypatch.setattr(measure, "prepared", lambda content, **k: made.append(content) or f"interpreter of {content!r}")
+    monkeypatch.setattr(measure, "time_interpreters", fake)
     monkeypatch.setattr(measure.time, "sleep", lambda s: None)
     got = measure.fastest([b"a", b"b"], times=3)
-    assert calls == [[b"a", b"b"]] * 3, "interleaved: every repeat times all of them"
+    assert made == [b"a", b"b"], "each model is prepared once, not once a repeat"
+    assert calls == [["interpreter of b'a'", "interpreter of b'b'"]] * 3, "interleaved: every repeat times all of them"
     assert [g[0] for g in got] == [0.28, 0.21] and got[0][1] == (0.39, 0.28, 0.38)
     assert [g[2] for g in got] == [False, True]

@@ -419,6 +419,17 @@ def test_space_includes_the_convolution_families_and_stems_get_their_own_group()
     assert spec_of(stem).groups(stem)[0] == "CONV_2D/k3/stem" and spec_of(body).groups(body)[0] == "CONV_2D/k3"
 
 
+@pytest.mark.slow
+def test_heavy_models_spread_their_weights_over_the_cache_sizes_the_calibration_chooses_from():
+    from tfcompress.hardware.kernels import kernels_of
+    from tfcompress.hardware.predict import weight_mb
+    from tfcompress.hardware.spaces import heavy_models
+
+    sizes = [weight_mb([u.key for u in kernels_of(c)]) for _, c in heavy_models(8, seed=100)]
+    assert min(sizes) < 4.0 and max(sizes) > 32.0  # both sides of this host's 32 MB L3
+    assert sum(8.0 < s < 32.0 for s in sizes) >= 3
+
+
 def test_check_output_writes_the_profile_rescaled_by_the_measured_ratio(monkeypatch, tmp_path):
     from click.testing import CliRunner
 

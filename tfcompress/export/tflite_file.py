@@ -29,6 +29,8 @@ import struct
 from types import ModuleType
 from typing import Any, NamedTuple
 
+import numpy as np
+
 from tfcompress.errors import ModelLoadError
 from tfcompress.export.input_files import MAX_TFLITE_BYTES, read_input
 from tfcompress.export.op_layers import layer_names_for_ops
@@ -257,8 +259,8 @@ def _opcode(code: Any, budget: _Budget) -> _Opcode:
 def _subgraph(sg: Any, index: int, buffer_sizes: list[int], opcodes: list[_Opcode], budget: _Budget) -> SubgraphInfo:
     tensors = tuple(_tensor(sg.Tensors(t), t, index, buffer_sizes, budget)
                     for t in range(budget.take(sg.TensorsLength(), "tensors")))
-    inputs = _int_vector(sg.InputsAsNumpy, sg.InputsLength(), budget)
-    outputs = _int_vector(sg.OutputsAsNumpy, sg.OutputsLength(), budget)
+    inputs = _int_vector(sg.InputsAsNumpy, budget)
+    outputs = _int_vector(sg.OutputsAsNumpy, budget)
     for i in inputs + outputs:
         _check_tensor_index(i, len(tensors), f"subgraph {index}")
     operators = tuple(_operator(sg.Operators(k), k, index, tensors, opcodes, budget)
@@ -267,8 +269,8 @@ def _subgraph(sg: Any, index: int, buffer_sizes: list[int], opcodes: list[_Opcod
 
 
 def _tensor(t: Any, index: int, subgraph: int, buffer_sizes: list[int], budget: _Budget) -> TensorInfo:
-    shape = _int_vector(t.ShapeAsNumpy, t.ShapeLength(), budget)
-    signature = _int_vector(t.ShapeSignatureAsNumpy, t.ShapeSignatureLength(), budget) or shape
+    shape = _int_vector(t.ShapeAsNumpy, budget)
+    signature = _int_vector(t.ShapeSignatureAsNumpy, budget) or shape
     buffer = int(t.Buffer())
     if not 0 <= buffer < len(buffer_sizes):
         raise _CorruptModel(f"tensor {index} of subgraph {subgraph} uses buffer {buffer} of {len(buffer_sizes)}")
@@ -279,10 +281,10 @@ def _tensor(t: Any, index: int, subgraph: int, buffer_sizes: list[int], budget: 
     zero_points: tuple[int, ...] = ()
     qdim = 0
     if q is not None:
-        if budget.take(q.ScaleLength(), "a scale vector"):
-            scales = tuple(float(s) for s in q.ScaleAsNumpy())
-        if budget.take(q.ZeroPointLength(), "a zero point vector"):
-            zero_points = tuple(int(z) for z in q.ZeroPointAsNumpy())
+        if (raw := _vector(q.ScaleAsNumpy, budget, "a scale vector")) is not None:
+            scales = tuple(raw.astype(float).tolist())  # .tolist(): Python floats, fast
+        if (raw := _vector(q.ZeroPointAsNumpy, budget, "a zero point vector")) is not None:
+            zero_points = tuple(raw.astype(np.int64).tolist())
         qdim = int(q.QuantizedDimension())
     type_code = int(t.Type())
     return TensorInfo(
@@ -309,8 +311,8 @@ def _operator(
     opcode = int(op.OpcodeIndex())
     if not 0 <= opcode < len(opcodes):
         raise _CorruptModel(f"operator {index} of subgraph {subgraph} uses op code {opcode} of {len(opcodes)}")
-    inputs = _int_vector(op.InputsAsNumpy, op.InputsLength(), budget)
-    outputs = _int_vector(op.OutputsAsNumpy, op.OutputsLength(), budget)
+    inputs = _int_vector(op.InputsAsNumpy, budget)
+    outputs = _int_vector(op.OutputsAsNumpy, budget)
     code = opcodes[opcode]
     where = f"operator {index} ({code.name}) of subgraph {subgraph}"
     for i in inputs:
@@ -337,9 +339,22 @@ def _check_tensor_index(i: int, count: int, where: str) -> None:
         raise _CorruptModel(f"{where} refers to tensor {i}, but there are {count}")
 
 
-def _int_vector(as_numpy: Any, length: int, budget: _Budget) -> tuple[int, ...]:
-    """A flatbuffer int vector as a tuple (its accessor returns 0, not [], when absent)."""
-    return tuple(int(v) for v in as_numpy()) if budget.take(length, "a vector") else ()
+def _vector(as_numpy: Any, budget: _Budget, what: str = "a vector") -> Any:
+    """A flatbuffer vector as a numpy view, None when absent or empty (its accessor returns 0, not [], when absent).
+
+    One accessor call, not a length and then the data (parsing is most of a latency prediction's time); a length
+    past the end of the file raises ValueError in numpy before anything is allocated."""
+    raw = as_numpy()
+    if isinstance(raw, int) or not len(raw):
+        return None
+    budget.take(len(raw), what)
+    return raw
+
+
+def _int_vector(as_numpy: Any, budget: _Budget) -> tuple[int, ...]:
+    """A flatbuffer int vector as a tuple (empty when absent)."""
+    raw = _vector(as_numpy, budget)
+    return () if raw is None else tuple(raw.astype(np.int64).tolist())
 
 
 def _text(raw: bytes | None, budget: _Budget | None = None) -> str:

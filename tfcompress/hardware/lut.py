@@ -26,7 +26,7 @@ from typing import Any
 from tfcompress.edge import edge_profile
 from tfcompress.errors import TfcompressError
 from tfcompress.hardware.kernels import KernelKey, to_tflite
-from tfcompress.hardware.measure import measure, resolver_of, select_kernels, source_name
+from tfcompress.hardware.measure import PASSES, measure, resolver_of, select_kernels, source_name
 from tfcompress.hardware.predict import calibrated
 from tfcompress.hardware.profile import DeviceProfile, LutEntry, Observation, Provenance, checked
 
@@ -37,7 +37,8 @@ METHOD = (f"one-op int8 models, random calibration; pinned to the least busy CPU
           f"<={edge_profile.RUNS} runs / {edge_profile.BUDGET_S} s in all; median of the round medians (each after "
           f"3-MAD rejection), spread = their range; rounds with other processes > {edge_profile.BUSY_CORES} cores or "
           f"steal > {edge_profile.BUSY_STEAL:.0%} retimed {edge_profile.BUSY_RETRIES} times, then marked busy; "
-          "empty-model overhead subtracted")
+          f"empty-model overhead subtracted; {PASSES} sweeps over all kernels and models, minutes apart, the fastest "
+          "kept")
 """How `build_profile` measures (the profile's provenance)."""
 
 
@@ -86,7 +87,7 @@ def build_profile(
     models = [(name, c) for name, c in named if not isinstance(c, KernelKey)] if observe else []
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     measured = measure(todo, models, cache_dir=cache_dir, threads=threads, resolver=resolver,
-                       time_budget_s=time_budget_s,
+                       time_budget_s=time_budget_s, passes=PASSES,
                        command=command, on_progress=on_progress)
 
     entries = [LutEntry(key, float(r["ms"]), int(r["runs"]), float(r["spread_ms"])) for key, r in measured.kernels]

@@ -87,6 +87,14 @@ def _broadcast(key: KernelKey) -> bool:
     return bool(key.extra) and _elements(key.extra) != _elements(key.in_shape)
 
 
+def _product_kind(key: KernelKey) -> str:
+    """A MUL's regression group: "broadcast" (squeeze-excite scaling) or "elementwise" (a swish gate, x * sigmoid(x)).
+
+    One line fitted on both, its LUT mostly squeeze-excite products, put EfficientNet's swish products at 1.5x
+    their time (0.36 vs 0.20-0.29 ns an element measured; docs/latency.md)."""
+    return "broadcast" if _broadcast(key) else "elementwise"
+
+
 # ------------------------------------------------------------------ one-op models
 
 
@@ -175,6 +183,9 @@ class OpSpec:
         macs: the MACs the regression sees (channel-tiled where the kernel tiles channels).
         channel_tiled: whether activations count in tiles of CHANNEL_TILE channels.
         kernel_groups: fit one regression per kernel size ("CONV_2D/k3") before the per-op one.
+        subgroup: another split before the per-op regression ("MUL/broadcast"); None: none.
+        neighbours: an unmeasured key's regression is corrected by the measured keys nearest in shape
+            (`predict.LatencyModel`): ops whose speed varies with shape in ways MACs and bytes miss (GEMMs).
         at_prepare: runs once when the interpreter is prepared: 0 ms per invoke.
     """
 
@@ -182,6 +193,8 @@ class OpSpec:
     macs: Callable[[KernelKey], int] = _key_macs
     channel_tiled: Callable[[KernelKey], bool] = _never
     kernel_groups: bool = False
+    subgroup: Callable[[KernelKey], str] | None = None
+    neighbours: bool = False
     at_prepare: bool = False
 
     def groups(self, key: KernelKey) -> tuple[str, ...]:
@@ -194,6 +207,8 @@ class OpSpec:
         if self.kernel_groups:
             stem = "/stem" if 0 < key.cin <= STEM_CHANNELS and key.op == "CONV_2D" else ""
             return f"{key.op}/k{key.kernel[0]}{stem}", key.op, "all"
+        if self.subgroup is not None:
+            return f"{key.op}/{self.subgroup(key)}", key.op, "all"
         return key.op, "all"
 
     def features(self, key: KernelKey) -> np.ndarray:
@@ -208,11 +223,12 @@ class OpSpec:
 
 
 OP_SPECS: dict[str, OpSpec] = {
-    "CONV_2D": OpSpec(_conv, macs=_conv_macs, kernel_groups=True),
-    "DEPTHWISE_CONV_2D": OpSpec(_depthwise, macs=_depthwise_macs, channel_tiled=_always, kernel_groups=True),
-    "FULLY_CONNECTED": OpSpec(_dense),
+    "CONV_2D": OpSpec(_conv, macs=_conv_macs, kernel_groups=True, neighbours=True),
+    "DEPTHWISE_CONV_2D": OpSpec(_depthwise, macs=_depthwise_macs, channel_tiled=_always, kernel_groups=True,
+                                neighbours=True),
+    "FULLY_CONNECTED": OpSpec(_dense, neighbours=True),
     "ADD": OpSpec(_binary("add")),
-    "MUL": OpSpec(_binary("multiply"), channel_tiled=_broadcast),
+    "MUL": OpSpec(_binary("multiply"), channel_tiled=_broadcast, subgroup=_product_kind),
     "MEAN": OpSpec(_mean),
     "LOGISTIC": OpSpec(_layer(lambda L, k: L.Activation("sigmoid"))),
     "HARD_SWISH": OpSpec(_hard_swish),

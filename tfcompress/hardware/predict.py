@@ -127,23 +127,25 @@ class Prediction:
         }
 
 
-WEIGHT_CACHE_MB = 1.0
-"""Weight megabytes that stay in cache: an op whose weights fit reads them hot when timed alone (the LUT), but in
-a model whose weights exceed it they are evicted between invokes and read from memory."""
+WEIGHT_CACHE_CANDIDATES_MB = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
+"""Model weight sizes beyond which the calibration may find weights streamed from memory on every invoke; the one
+that fits the observed models best is kept (`Calibration.weight_cache_mb`)."""
 
 
-def weight_excess_mb(keys: Sequence[KernelKey]) -> float:
-    """Megabytes of int8 weights the LUT timed hot that a model of `keys` reads from memory.
+def weight_mb(keys: Sequence[KernelKey]) -> float:
+    """Megabytes of int8 weights of a model of `keys`."""
+    return sum(k.weight_elements for k in keys) / 1e6
 
-    The weights of each op holding at most WEIGHT_CACHE_MB, counted only when the model's weights exceed it (an
-    op with more was already timed streaming them). Measured on the host: keras.applications models were
-    under-predicted by 0.07-0.08 ms per such MB; fitted on the LUT's own weight-heavy models the coefficient came
-    out at 0.062 ms/MB (docs/latency.md).
+
+def streamed_weight_mb(keys: Sequence[KernelKey], cache_mb: float) -> float:
+    """Megabytes of weights a model of `keys` reads from memory on every invoke: all of them when they exceed
+    `cache_mb` (they evict each other between invokes, while the LUT timed each op alone, its weights hot), else 0.
+
+    Measured on the host (32 MB L3): ResNet50, VGG16, InceptionV3 and Xception (21-44 MB of weights) ran 0.4-1.9 ms
+    longer than their kernels timed one by one; models under 9 MB ran as their kernels add up (docs/latency.md).
     """
-    sizes = [k.weight_elements / 1e6 for k in keys]
-    if sum(sizes) <= WEIGHT_CACHE_MB:
-        return 0.0
-    return float(sum(w for w in sizes if w <= WEIGHT_CACHE_MB))
+    total = weight_mb(keys)
+    return total if total > cache_mb else 0.0
 
 
 NEIGHBOURS = 5
@@ -166,7 +168,7 @@ def _coords(key: KernelKey) -> np.ndarray:
 class LatencyModel:
     """A profile's LUT plus the regressions fitted on it (fit once, predict many).
 
-    An unmeasured convolution (an op whose spec has `kernel_groups`) gets its group's regression times the
+    An unmeasured convolution or dense layer (an op whose spec has `neighbours`) gets its group's regression times the
     median ratio measured / regressed of the NEIGHBOURS nearest measured kernels of that group (log2 positions,
     input and output channels, stride): XNNPACK's GEMM speed varies with shape in ways a line in MACs and bytes
     misses, and neighbours share it. Cross-validated on a 1009-kernel host LUT this took the median error of
@@ -191,7 +193,7 @@ class LatencyModel:
         self._near: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         for name, rows in by_group.items():
             spec = spec_of(rows[0].key)
-            if not spec.kernel_groups or len(rows) < NEIGHBOURS or name not in self.fits:
+            if not spec.neighbours or len(rows) < NEIGHBOURS or name not in self.fits:
                 continue
             base = np.array([max(float(spec.features(e.key) @ self.fits[name]), 1e-6) for e in rows])
             ratio = np.log(np.maximum(np.array([e.ms for e in rows]), 1e-6) / base)
@@ -236,37 +238,51 @@ class LatencyModel:
             ms, src = self.kernel_ms(u.key)
             rows.append(PredictionRow(u.op_index, u.key.op, u.layers, cal.scale * ms + cal.per_op_ms, ms, src, u.key))
         total = self.profile.overhead_ms + sum(r.ms for r in rows)
-        total += cal.per_weight_mb_ms * weight_excess_mb([u.key for u in uses])
+        total += cal.per_weight_mb_ms * streamed_weight_mb([u.key for u in uses], cal.weight_cache_mb)
         return Prediction(self.profile.device, total, self.profile.overhead_ms, tuple(rows), cal)
 
 
 def fit_calibration(profile: DeviceProfile, observations: Sequence[Observation] = ()) -> Calibration:
-    """Fit `scale`, `per_op_ms` and `per_weight_mb_ms` on whole-model observations (default: the profile's own).
+    """Fit `scale`, `per_op_ms`, `per_weight_mb_ms` and `weight_cache_mb` on whole-model observations (default: the
+    profile's own).
 
     Non-negative least squares on relative error of
-    `measured - overhead = scale * sum(kernel ms) + per_op_ms * n_ops + per_weight_mb_ms * weight_excess_mb`.
-    The last term is fitted only when some observed model has weights beyond WEIGHT_CACHE_MB.
-    With fewer than 3 observations the identity calibration is returned.
+    `measured - overhead = scale * sum(kernel ms) + per_op_ms * n_ops + per_weight_mb_ms * streamed MB`,
+    once for each of WEIGHT_CACHE_CANDIDATES_MB beyond which some observed model's weights go (`streamed_weight_mb`);
+    the fit with the least mean absolute relative error is kept (squared error let one 22 ms model with 2.5 MB of
+    weights choose 1 MB over the 16 MB the heavy models showed), or no weight term when none beats it. With fewer than 3 observations the identity
+    calibration is returned.
     """
     obs = list(observations or profile.observations)
     if len(obs) < 3:
         return Calibration()
     lm = LatencyModel(profile)
-    x = np.array([[lm.kernel_sum(o.kernels), float(len(o.kernels)), weight_excess_mb(o.kernels)] for o in obs])
+    base = np.array([[lm.kernel_sum(o.kernels), float(len(o.kernels))] for o in obs])
     y = np.array([max(o.measured_ms - profile.overhead_ms, 1e-6) for o in obs])
-    if x[:, 2].any():
-        scale, per_op, per_mb = _nnls(x, y)
-    else:
-        (scale, per_op), per_mb = _nnls(x[:, :2], y), 0.0
+    w = 1.0 / np.maximum(y, 1e-3)
+
+    def fitted(x: np.ndarray) -> tuple[float, np.ndarray]:  # (mean absolute relative error, coefficients)
+        coef = _nnls(x, y)
+        return float(np.mean(np.abs((x @ coef) - y) * w)), coef
+
+    best_obj, coef = fitted(base)
+    scale, per_op, per_mb, cache_mb = float(coef[0]), float(coef[1]), 0.0, Calibration.weight_cache_mb
+    for candidate in WEIGHT_CACHE_CANDIDATES_MB:
+        col = np.array([streamed_weight_mb(o.kernels, candidate) for o in obs])
+        if not col.any():
+            continue
+        obj, c = fitted(np.column_stack([base, col]))
+        if obj < best_obj * (1 - 1e-9) and c[2] > 0:
+            best_obj, (scale, per_op, per_mb), cache_mb = obj, (float(v) for v in c), candidate
     if not (0.0 <= scale <= MAX_SCALE and 0.0 <= per_op <= MAX_MS and 0.0 <= per_mb <= MAX_MS):
         return Calibration()  # the models contradict their kernels (e.g. 0 ms kernels): no correction
-    pred = x @ np.array([scale, per_op, per_mb]) + profile.overhead_ms
+    pred = base @ np.array([scale, per_op]) + per_mb * np.array([streamed_weight_mb(o.kernels, cache_mb) for o in obs])
     measured = np.maximum(np.array([o.measured_ms for o in obs]), 1e-6)
-    err = float(np.median(np.abs(pred - measured) / measured))
+    err = float(np.median(np.abs(pred + profile.overhead_ms - measured) / measured))
     if not np.isfinite(err):
         return Calibration()
-    return Calibration(scale=float(scale), per_op_ms=float(per_op), per_weight_mb_ms=float(per_mb), fitted_on=len(obs),
-                       median_abs_error=round(err, 5))
+    return Calibration(scale=scale, per_op_ms=per_op, per_weight_mb_ms=per_mb, weight_cache_mb=cache_mb,
+                       fitted_on=len(obs), median_abs_error=round(err, 5))
 
 
 def calibrated(profile: DeviceProfile) -> DeviceProfile:

@@ -44,6 +44,7 @@ DEFAULT_DEVICE = "host"
 """The shipped profile reports predict with when no device is named."""
 
 MAX_SCALE = 1e6
+MAX_WEIGHT_CACHE_MB = 1e6
 """Largest calibration scale a profile may hold (fitted ones are about 1)."""
 
 
@@ -87,8 +88,9 @@ class Observation:
 
 @dataclass(frozen=True)
 class Calibration:
-    """Whole-model correction: total = scale * sum(kernel ms) + per_op_ms * n_ops + per_weight_mb_ms * excess MB
-    + overhead_ms, the excess being the model's weight megabytes beyond WEIGHT_CACHE_MB.
+    """Whole-model correction: total = scale * sum(kernel ms) + per_op_ms * n_ops + per_weight_mb_ms * streamed MB
+    + overhead_ms, the streamed megabytes being all the model's weights when they exceed weight_cache_mb
+    (`predict.streamed_weight_mb`).
 
     Fitted on `fitted_on` observed models; one-op timings miss what running ops
     back to back costs (cache traffic between ops, per-op dispatch, and weights that
@@ -100,6 +102,7 @@ class Calibration:
     fitted_on: int = 0
     median_abs_error: float | None = None  # on the observations it was fitted on
     per_weight_mb_ms: float = 0.0
+    weight_cache_mb: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -198,6 +201,7 @@ class _CalibrationDoc(Closed):
     scale: Annotated[Number, Field(ge=0, le=MAX_SCALE)] = 1.0
     per_op_ms: Ms = 0.0
     per_weight_mb_ms: Ms = 0.0
+    weight_cache_mb: Annotated[Number, Field(ge=0, le=MAX_WEIGHT_CACHE_MB)] = 1.0
     fitted_on: Count = 0
     median_abs_error: Annotated[Number, Field(ge=0)] | None = None
 

@@ -11,6 +11,7 @@ Every model is seeded (architecture and weights), so the same call gives the sam
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from collections.abc import Collection
 from typing import Any, Callable
@@ -123,12 +124,12 @@ def arch_tflites(n: int, seed: int, on_progress: Progress | None = None) -> list
 def space_models(n: int = 20, seed: int = LUT_SEED, on_progress: Progress | None = None,
                  families: bool = True) -> list[bytes]:
     """The default LUT space as int8 .tflite: `n` random MBConv architectures, `n // 4` ResNet-style and `n // 4`
-    plain 3x3-convolution models, `n // 10` weight-heavy ones and `n // 4` kernel-coverage ones (`families`), and
+    plain 3x3-convolution models, `n // 5` weight-heavy ones and `n // 4` kernel-coverage ones (`families`), and
     the reference FMNIST-CNN.
 
     The two extra families put full 3x3 convolutions of every width into the LUT: without them, the only 3x3
     CONV_2D kernels measured were MBConv stems (3 input channels), a poor guide to a 64-channel convolution.
-    The heavy models (2-40 MB of weights) let the calibration see weights that do not stay in cache; the
+    The heavy models (2-64 MB of weights, HEAVY_MB) let the calibration see weights that do not stay in cache; the
     coverage models (`_coverage`) measure wide, large-kernel and standalone element-wise kernels.
     """
     from tfcompress.models import fmnist_cnn
@@ -136,7 +137,7 @@ def space_models(n: int = 20, seed: int = LUT_SEED, on_progress: Progress | None
     out = [c for _, c in arch_tflites(n, seed, on_progress)]
     if families and n >= 4:
         out += [c for _, c in family_models(n // 4, seed=seed)]
-        out += [c for _, c in heavy_models(max(n // 10, 1), seed=seed)]
+        out += [c for _, c in heavy_models(max(n // 5, 1), seed=seed)]
         out += [c for _, c in coverage_models(max(n // 4, 1), seed=seed)]
     return out + [convert_int8(fmnist_cnn("tf_keras"))]
 
@@ -209,20 +210,36 @@ APPLICATIONS: tuple[tuple[str, str, dict[str, Any]], ...] = (
 """Stock keras.applications (random weights: nothing downloads) at small resolutions: (name, class, kwargs)."""
 
 
-def _heavy(rng: np.random.Generator, tf_keras: Any) -> tuple[str, Any]:
-    """A weight-heavy model: wide 3x3 / 1x1 convolutions at low resolution and a wide Dense head (MBs of weights)."""
+HEAVY_MB = (2.0, 64.0)
+"""The weight sizes the heavy models span (geometrically, one target each): the host's caches hold some of them and
+not others, and the calibration finds where weights stop staying in cache between invokes."""
+
+
+def _heavy(rng: np.random.Generator, tf_keras: Any, target_mb: float = 8.0) -> tuple[str, Any]:
+    """A weight-heavy model of about `target_mb` MB of int8 weights: wide 3x3 / 1x1 convolutions at low resolution,
+    then wide Dense layers."""
     L = tf_keras.layers
     res = int(rng.choice((16, 32)))
     x = tf_keras.Input((res, res, 3), batch_size=1)
-    y = L.Conv2D(int(rng.choice((32, 64))), 3, strides=2, padding="same", activation="relu")(x)
-    for _ in range(int(rng.integers(2, 4))):
-        y = L.Conv2D(int(rng.choice((256, 512, 768))), int(rng.choice((1, 3))), padding="same",
-                     activation="relu")(y)
+    cin = int(rng.choice((32, 64)))
+    y = L.Conv2D(cin, 3, strides=2, padding="same", activation="relu")(x)
+    mb = 0.0
+    for i in range(8):  # convolutions up to ~60% of the target (a draw that overshoots is skipped), at least one
+        width, k = int(rng.choice((256, 512, 768, 1024))), int(rng.choice((1, 3)))
+        if i and mb + cin * width * k * k / 1e6 > 0.6 * target_mb:
+            continue
+        y = L.Conv2D(width, k, padding="same", activation="relu")(y)
+        mb, cin = mb + cin * width * k * k / 1e6, width
     y = L.GlobalAveragePooling2D()(y)
-    for _ in range(int(rng.integers(1, 3))):
-        y = L.Dense(int(rng.choice((1024, 2048, 4096))), activation="relu")(y)
-    y = L.Dense(int(rng.choice((10, 1000))))(y)
-    return f"heavy {res}px", tf_keras.Model(x, y)
+    for _ in range(3):  # Dense layers up to the target
+        if mb >= 0.8 * target_mb:
+            break
+        width = int(rng.choice((1024, 2048, 4096)))
+        y = L.Dense(width, activation="relu")(y)
+        mb, cin = mb + cin * width / 1e6, width
+    classes = int(rng.choice((10, 1000)))
+    y = L.Dense(classes)(y)
+    return f"heavy {res}px {mb + cin * classes / 1e6:.0f}MB", tf_keras.Model(x, y)
 
 
 def _coverage(rng: np.random.Generator, tf_keras: Any) -> tuple[str, Any]:
@@ -285,8 +302,12 @@ def _draw(builders: list[Callable[[np.random.Generator, Any], tuple[str, Any]]],
 
 
 def heavy_models(n: int, seed: int = OUTSIDE_SEED) -> list[tuple[str, bytes]]:
-    """(name, int8 .tflite) of `n` weight-heavy models (`_heavy`)."""
-    return _draw([_heavy] * n, np.random.default_rng(seed + 7), seed * 10_000 + 5_000)
+    """(name, int8 .tflite) of `n` weight-heavy models (`_heavy`), their weight targets spread geometrically over
+    HEAVY_MB."""
+    lo, hi = HEAVY_MB
+    targets = [lo * (hi / lo) ** (i / max(n - 1, 1)) for i in range(n)]
+    return _draw([functools.partial(_heavy, target_mb=t) for t in targets], np.random.default_rng(seed + 7),
+                 seed * 10_000 + 5_000)
 
 
 def family_models(n: int, seed: int = OUTSIDE_SEED, on_progress: Progress | None = None) -> list[tuple[str, bytes]]:
