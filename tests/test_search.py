@@ -1,7 +1,7 @@
 """`tfcompress.search.search` end to end: outputs, replay of best.yaml, resume after an interruption.
 
-A tiny CNN (16x16x1 -> 3 convs -> Dense(64) -> 4 logits) trained on 600 quadrant images; the budget is 80%
-of its LUT-predicted latency on the shipped "host" profile; trials run inline and nothing is timed
+A tiny CNN (16x16x1 -> 3 convs -> Dense(64) -> 4 logits) trained on 600 quadrant images; the budget is 70%
+of its LUT-predicted latency (no single halved layer meets it on the shipped profile: the search takes rounds) on the shipped "host" profile; trials run inline and nothing is timed
 (measure="none"), so results depend on predictions and seeded training only.
 """
 
@@ -53,10 +53,10 @@ def tiny_cnn():
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
-    """m.keras (trained 2 epochs), d.npz (x, y) and the latency budget: 80% of the original's prediction."""
+    """m.keras (trained 2 epochs), d.npz (x, y) and the latency budget: 70% of the original's prediction."""
     d = tmp_path_factory.mktemp("search")
     base_ms = trained_files(d, seed=0)
-    return {"dir": d, "model": d / "m.keras", "data": d / "d.npz", "base_ms": base_ms, "budget": 0.8 * base_ms}
+    return {"dir": d, "model": d / "m.keras", "data": d / "d.npz", "base_ms": base_ms, "budget": 0.7 * base_ms}
 
 
 def trained_files(d, seed: int) -> float:

@@ -16,7 +16,7 @@ from tfcompress.cli.app import main, make_console, user_errors
 @click.argument("models", nargs=-1, type=click.Path(exists=True, path_type=str))
 @click.option("-o", "--output", default=None, type=click.Path(path_type=str), help="Profile JSON to write (extended when it exists). Default: device_profile.json.")
 @click.option("--device", default=None, help="Device name recorded in the profile (default: host when building; what the file says with --import).")
-@click.option("--space", "space", default=20, show_default=True, type=click.IntRange(min=1), help="Without MODELS: this many random MobileNet/EfficientNet-style architectures (+ FMNIST-CNN) make the LUT.")
+@click.option("--space", "space", default=20, show_default=True, type=click.IntRange(min=1), help="Without MODELS: this many random MobileNet/EfficientNet-style architectures make the LUT, with a quarter as many ResNet-style, plain-conv and kernel-coverage models, a fifth as many weight-heavy ones, and FMNIST-CNN.")
 @click.option("--cache", "cache_dir", default="~/.cache/tfcompress/lut", show_default=True, type=click.Path(), help="Per-kernel cache (an interrupted build resumes from it).")
 @click.option("--threads", default=1, show_default=True, type=click.IntRange(min=1), help="LiteRT threads.")
 @click.option("--kernels", "resolver", default=None, type=click.Choice(["default", "builtin"]), help="When building: LiteRT's default kernels (XNNPACK delegate; the default, or what an extended -o file has) or builtin (its own kernels, no delegate; recorded as delegate 'none'): to the search, two different devices.")
