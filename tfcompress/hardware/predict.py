@@ -250,8 +250,8 @@ def fit_calibration(profile: DeviceProfile, observations: Sequence[Observation] 
     `measured - overhead = scale * sum(kernel ms) + per_op_ms * n_ops + per_weight_mb_ms * streamed MB`,
     once for each of WEIGHT_CACHE_CANDIDATES_MB beyond which some observed model's weights go (`streamed_weight_mb`);
     the fit with the least mean absolute relative error is kept (squared error let one 22 ms model with 2.5 MB of
-    weights choose 1 MB over the 16 MB the heavy models showed), or no weight term when none beats it. With fewer than 3 observations the identity
-    calibration is returned.
+    weights choose 1 MB over the 16 MB the heavy models showed), or no weight term when none beats it. With fewer
+    than 3 observations the identity calibration is returned.
     """
     obs = list(observations or profile.observations)
     if len(obs) < 3:
@@ -267,16 +267,17 @@ def fit_calibration(profile: DeviceProfile, observations: Sequence[Observation] 
 
     best_obj, coef = fitted(base)
     scale, per_op, per_mb, cache_mb = float(coef[0]), float(coef[1]), 0.0, Calibration.weight_cache_mb
+    streamed = np.zeros(len(obs))  # the chosen cache size's streamed MB per observation (none: no term)
     for candidate in WEIGHT_CACHE_CANDIDATES_MB:
         col = np.array([streamed_weight_mb(o.kernels, candidate) for o in obs])
         if not col.any():
             continue
         obj, c = fitted(np.column_stack([base, col]))
         if obj < best_obj * (1 - 1e-9) and c[2] > 0:
-            best_obj, (scale, per_op, per_mb), cache_mb = obj, (float(v) for v in c), candidate
+            best_obj, (scale, per_op, per_mb), cache_mb, streamed = obj, (float(v) for v in c), candidate, col
     if not (0.0 <= scale <= MAX_SCALE and 0.0 <= per_op <= MAX_MS and 0.0 <= per_mb <= MAX_MS):
         return Calibration()  # the models contradict their kernels (e.g. 0 ms kernels): no correction
-    pred = base @ np.array([scale, per_op]) + per_mb * np.array([streamed_weight_mb(o.kernels, cache_mb) for o in obs])
+    pred = base @ np.array([scale, per_op]) + per_mb * streamed
     measured = np.maximum(np.array([o.measured_ms for o in obs]), 1e-6)
     err = float(np.median(np.abs(pred + profile.overhead_ms - measured) / measured))
     if not np.isfinite(err):

@@ -44,8 +44,10 @@ DEFAULT_DEVICE = "host"
 """The shipped profile reports predict with when no device is named."""
 
 MAX_SCALE = 1e6
-MAX_WEIGHT_CACHE_MB = 1e6
 """Largest calibration scale a profile may hold (fitted ones are about 1)."""
+
+MAX_WEIGHT_CACHE_MB = 1e6
+"""Largest cache size a calibration may hold (fitted ones are one of predict.WEIGHT_CACHE_CANDIDATES_MB)."""
 
 
 @dataclass(frozen=True)
