@@ -460,7 +460,8 @@ def test_check_output_writes_the_profile_rescaled_by_the_measured_ratio(monkeypa
 
 @pytest.mark.slow
 def test_coverage_models_reach_kernels_the_other_families_do_not():
-    """Wide convolutions, 5x5 / 7x7 depthwise, standalone ReLU, average pooling, padding: seeded and convertible."""
+    """Wide convolutions, 5x5 / 7x7 depthwise, standalone ReLU, average pooling, padding (stems too), products with
+    constants: seeded and convertible."""
     from tfcompress.hardware.kernels import kernels_of
     from tfcompress.hardware.spaces import coverage_models
 
@@ -472,6 +473,8 @@ def test_coverage_models_reach_kernels_the_other_families_do_not():
     assert {"CONV_2D", "DEPTHWISE_CONV_2D", "RELU", "AVERAGE_POOL_2D", "PAD", "LOGISTIC", "MUL"} <= ops, ops
     assert max(k.cout for k in keys if k.op == "CONV_2D") >= 512
     assert {k.kernel for k in keys if k.op == "DEPTHWISE_CONV_2D"} & {(5, 5), (7, 7)}
+    assert any(k.op == "PAD" and k.in_shape[-1] == 3 for k in keys)  # an image stem's padding
+    assert any(k.op == "MUL" and not k.extra for k in keys)  # a product with constants (normalization)
 
 
 @pytest.mark.slow

@@ -170,19 +170,24 @@ class TfliteRunner:
         return [np.concatenate([c[i] for c in chunks]) for i in range(len(self.outputs))]
 
     def latency(self, xs: tuple[np.ndarray, ...], runs: int = 50, warmup: int = 5, budget_s: float = 5.0) -> Latency:
-        """Median / p90 of batch-1 invoke() times on the first sample, under the timing protocol.
+        """Median / p90 of batch-1 invoke() times, a new sample each invoke (up to 64 in turn), under the timing
+        protocol.
 
-        The protocol is the profiler's (`tfcompress.edge.edge_profile.measure_interleaved`): pinned to the least
+        The protocol is the profiler's (`tfcompress.edge.edge_profile.measure_items`): pinned to the least
         busy CPU(s), 3 rounds, median of the round medians; a machine busy with other processes is retried, then
-        reported (`Latency.busy`).
+        reported (`Latency.busy`). Setting the samples is timed apart and not counted. One sample invoked again and
+        again would let the CPU learn it: LiteRT's int8 ReLU ran 2.5x faster on a repeated input (docs/latency.md).
         """
         from tfcompress.edge import edge_profile
 
         self._resize([x[:1] for x in xs])
-        for d, x in zip(self.inputs, xs):
-            self.interpreter.set_tensor(d["index"], quantize(x[:1], d))
+        count = min(max(min(len(x) for x in xs), 1), 64)
+        pool = [[(d["index"], quantize(x[i:i + 1], d)) for d, x in zip(self.inputs, xs)] for i in range(count)]
+        for index, value in pool[0]:
+            self.interpreter.set_tensor(index, value)
+        item = edge_profile.FreshInputs(self.interpreter, 0, pool=pool) if count > 1 else self.interpreter
         with edge_profile.pinned("auto", self.threads):
-            m = edge_profile.measure_interleaved([self.interpreter], warmup=warmup, runs=runs, budget_s=budget_s)[0]
+            m = edge_profile.measure_items([item], warmup=warmup, runs=runs, budget_s=budget_s)[0]
         return Latency(m.median_ms, m.p90_ms, m.mean_ms, m.runs, self.threads, round(m.spread_ms, 6), m.busy)
 
 

@@ -38,7 +38,8 @@ METHOD = (f"one-op int8 models, random calibration; pinned to the least busy CPU
           f"3-MAD rejection), spread = their range; rounds with other processes > {edge_profile.BUSY_CORES} cores or "
           f"steal > {edge_profile.BUSY_STEAL:.0%} retimed {edge_profile.BUSY_RETRIES} times, then marked busy; "
           f"empty-model overhead subtracted; {PASSES} sweeps over all kernels and models, minutes apart, the fastest "
-          "kept")
+          "kept; data-dependent kernels (RELU, RELU6) and models holding them on new random inputs every invoke, "
+          "setting them not counted")
 """How `build_profile` measures (the profile's provenance)."""
 
 

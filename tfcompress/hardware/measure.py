@@ -33,12 +33,12 @@ from tfcompress._version import __version__
 from tfcompress.edge.edge_profile import BUNDLE_SCHEMA, EdgeError
 from tfcompress.errors import TfcompressError
 from tfcompress.hardware.kernels import KernelKey, kernels_of, to_tflite
-from tfcompress.hardware.ops import MEASURABLE_OPS, kernel_model
+from tfcompress.hardware.ops import MEASURABLE_OPS, fresh_inputs, kernel_model
 from tfcompress.hardware.schema import MAX_MS, parse_json, read_document
 
 __all__ = ["OVERHEAD_KEY", "BATCH", "PASSES", "KernelSelection", "Timing", "Measured", "kernel_tflite", "kernel_tflites",
            "fastest", "fastest_ms", "overhead_model_bytes", "source_name", "select_kernels", "time_tflite", "time_tflites",
-           "time_interpreters", "prepared", "write_bundle", "measure"]
+           "time_interpreters", "prepared", "data_dependent", "write_bundle", "measure"]
 
 OVERHEAD_KEY = KernelKey(op="ADD", dtype="int8", in_shape=(1, 1, 1, 1), out_shape=(1, 1, 1, 1),
                          extra=(1, 1, 1, 1))
@@ -152,15 +152,23 @@ def resolver_of(profile: Any) -> str:
     return next((r for r, d in edge_profile.DELEGATES.items() if d == profile.delegate), "default")
 
 
+def data_dependent(content: bytes) -> bool:
+    """Whether a .tflite holds a kernel whose speed depends on the data (`ops.fresh_inputs`): it is timed on new
+    inputs every invoke, as its kernels are."""
+    return any(fresh_inputs(u.key) for u in kernels_of(content))
+
+
 def prepared(content: bytes, *, threads: int = 1, seed: int = 0, resolver: str = "default") -> Any:
-    """An allocated interpreter of `content` with seeded random inputs set (RuntimeError / ValueError: unusable).
+    """An allocated interpreter of `content` with seeded random inputs set (RuntimeError / ValueError: unusable);
+    for a model with a data-dependent kernel (`data_dependent`), wrapped to set new inputs before every invoke
+    (`edge_profile.FreshInputs`; the timing takes the setting off).
 
     `resolver`: "default" (XNNPACK delegate) or "builtin" (LiteRT's own kernels, no delegate)."""
     from tfcompress.runtime import make_interpreter
 
     interp = make_interpreter(content, num_threads=threads, resolver=resolver)
     edge_profile.fill_inputs(interp, seed)
-    return interp
+    return edge_profile.FreshInputs(interp, seed) if data_dependent(content) else interp
 
 
 def time_interpreters(
@@ -172,8 +180,8 @@ def time_interpreters(
     out: list[Timing] = []
     for start in range(0, len(interpreters), chunk):
         with edge_profile.pinned(cpu, threads):
-            got = edge_profile.measure_interleaved(interpreters[start:start + chunk], rounds=rounds, warmup=warmup,
-                                                   runs=runs, budget_s=budget_s)
+            got = edge_profile.measure_items(interpreters[start:start + chunk], rounds=rounds, warmup=warmup,
+                                             runs=runs, budget_s=budget_s)
         out += [_timing(m) for m in got]
         if on_progress is not None:
             on_progress(len(out), len(interpreters))
@@ -253,13 +261,19 @@ def write_bundle(
     for key, content in kernels:
         digest = key.digest()
         (folder / f"{digest}.tflite").write_bytes(content)
-        listed.append({"digest": digest, "file": f"models/{digest}.tflite", "key": key.to_json()})
+        entry = {"digest": digest, "file": f"models/{digest}.tflite", "key": key.to_json()}
+        if fresh_inputs(key):
+            entry["fresh_inputs"] = True
+        listed.append(entry)
     whole = []
     for name, content in models:
         sha = hashlib.sha256(content).hexdigest()
         (folder / f"model-{sha[:16]}.tflite").write_bytes(content)
+        keys = [u.key for u in kernels_of(content)]
         whole.append({"name": name, "sha256": sha, "file": f"models/model-{sha[:16]}.tflite",
-                      "kernels": [u.key.to_json() for u in kernels_of(content)]})
+                      "kernels": [k.to_json() for k in keys]})
+        if any(fresh_inputs(k) for k in keys):  # timed as its data-dependent kernels are
+            whole[-1]["fresh_inputs"] = True
     (folder / "overhead.tflite").write_bytes(overhead)
     bundle = {
         "schema": BUNDLE_SCHEMA,
@@ -385,11 +399,14 @@ def measure(
     def model_file(sha: str) -> Path:
         return cache / f"model-{sha[:24]}-{tag}.json"
 
-    found = {k: r for k in keys if (r := _cached(kernel_file(k), "ms", "runs", "spread_ms")) is not None}
+    found = {k: r for k in keys if (r := _cached(kernel_file(k), "ms", "runs", "spread_ms")) is not None
+             and (r.get("fresh_inputs") or not fresh_inputs(k))}  # timed on one fixed input before: again
     whole = [(name, content, hashlib.sha256(content).hexdigest()) for name, content in models]
     found_models: dict[str, dict[str, Any]] = {}
     for name, content, sha in whole:
         record = _cached(model_file(sha), "ms")
+        if record is not None and not record.get("fresh_inputs") and data_dependent(content):
+            record = None  # timed on one fixed input before: again
         if record is not None:
             if "kernels" not in record:  # caches written before bundles held only name and ms
                 record["kernels"] = [u.key.to_json() for u in kernels_of(content)]

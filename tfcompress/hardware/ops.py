@@ -22,7 +22,7 @@ import numpy as np
 from tfcompress.hardware.kernels import KernelKey
 
 __all__ = ["CHANNEL_TILE", "STEM_CHANNELS", "OpSpec", "OP_SPECS", "MEASURABLE_OPS", "REGRESSION_ONLY", "AT_PREPARE", "spec_of",
-           "kernel_model"]
+           "fresh_inputs", "kernel_model"]
 
 CHANNEL_TILE = 16
 """int8 lanes of a 128-bit vector: XNNPACK's int8 channel-wise kernels process channels in tiles of 16, so an op
@@ -70,6 +70,14 @@ def _depthwise_macs(key: KernelKey) -> int:
     return _positions(key) * kh * kw * _up(key.cout, CHANNEL_TILE)
 
 
+def _window_macs(key: KernelKey) -> int:
+    """A pooling window's reads: output elements times window size. Activations alone priced a 3x3 average pool at
+    stride 1 like one at stride 2 (which reads a quarter as many windows): InceptionV3's stride-1 pools were predicted
+    at 2/3 of their time (docs/latency.md)."""
+    kh, kw = key.kernel
+    return _elements(key.out_shape) * max(kh, 1) * max(kw, 1)
+
+
 def _key_macs(key: KernelKey) -> int:
     return key.macs
 
@@ -88,10 +96,14 @@ def _broadcast(key: KernelKey) -> bool:
 
 
 def _product_kind(key: KernelKey) -> str:
-    """A MUL's regression group: "broadcast" (squeeze-excite scaling) or "elementwise" (a swish gate, x * sigmoid(x)).
+    """A MUL's regression group: "broadcast" (squeeze-excite scaling), "elementwise" (a swish gate, x * sigmoid(x))
+    or "constant" (by a constant per channel: a normalization the converter could not fold into a convolution).
 
     One line fitted on both, its LUT mostly squeeze-excite products, put EfficientNet's swish products at 1.5x
-    their time (0.36 vs 0.20-0.29 ns an element measured; docs/latency.md)."""
+    their time (0.36 vs 0.20-0.29 ns an element measured; docs/latency.md); DenseNet's normalizations, costed as
+    swish products, came out at 0.6x theirs."""
+    if not key.extra:
+        return "constant"
     return "broadcast" if _broadcast(key) else "elementwise"
 
 
@@ -140,6 +152,9 @@ def _dense(g: _Graph, k: KernelKey) -> Any:
 def _binary(name: str) -> Callable[[_Graph, KernelKey], Any]:
     def build(g: _Graph, k: KernelKey) -> Any:
         fn = getattr(g.tf, name)
+        if not k.extra:  # the other operand is constant (a folded normalization): one value a channel
+            c = np.random.default_rng(0).uniform(0.5, 1.5, size=(max(k.in_shape[-1], 1),)).astype(np.float32)
+            return g.act(g.L.Lambda(lambda t: fn(t, g.tf.constant(c)))(g.x))
         return g.act(g.L.Lambda(lambda ab: fn(ab[0], ab[1]))([g.x, g.second_input()]))
 
     return build
@@ -187,6 +202,8 @@ class OpSpec:
         neighbours: an unmeasured key's regression is corrected by the measured keys nearest in shape
             (`predict.LatencyModel`): ops whose speed varies with shape in ways MACs and bytes miss (GEMMs).
         at_prepare: runs once when the interpreter is prepared: 0 ms per invoke.
+        fresh_inputs: the kernel's speed depends on the data (LiteRT's int8 RELU branches on every element): timed
+            on new inputs every invoke (`edge_profile.FreshInputs`), as inside a model.
     """
 
     build: Callable[[_Graph, KernelKey], Any] | None = None
@@ -196,6 +213,7 @@ class OpSpec:
     subgroup: Callable[[KernelKey], str] | None = None
     neighbours: bool = False
     at_prepare: bool = False
+    fresh_inputs: bool = False
 
     def groups(self, key: KernelKey) -> tuple[str, ...]:
         """Regression groups, most specific first ("all" last).
@@ -232,11 +250,13 @@ OP_SPECS: dict[str, OpSpec] = {
     "MEAN": OpSpec(_mean),
     "LOGISTIC": OpSpec(_layer(lambda L, k: L.Activation("sigmoid"))),
     "HARD_SWISH": OpSpec(_hard_swish),
-    "RELU": OpSpec(_layer(lambda L, k: L.ReLU())),
-    "RELU6": OpSpec(_layer(lambda L, k: L.ReLU(6.0))),
-    "PAD": OpSpec(_pad),
-    "AVERAGE_POOL_2D": OpSpec(_pool("AveragePooling2D")),
-    "MAX_POOL_2D": OpSpec(_pool("MaxPooling2D")),
+    "RELU": OpSpec(_layer(lambda L, k: L.ReLU()), fresh_inputs=True),
+    "RELU6": OpSpec(_layer(lambda L, k: L.ReLU(6.0)), fresh_inputs=True),
+    # PAD's work column counts output positions: LiteRT copies a padded tensor a position at a time, and a 3-channel
+    # image stem padded 64x64 -> 70x70 took 0.044 ms where a 64-channel 32x32 -> 34x34 one took 0.012 ms
+    "PAD": OpSpec(_pad, macs=_positions),
+    "AVERAGE_POOL_2D": OpSpec(_pool("AveragePooling2D"), macs=_window_macs),
+    "MAX_POOL_2D": OpSpec(_pool("MaxPooling2D"), macs=_window_macs),
     "RESHAPE": OpSpec(_layer(lambda L, k: L.Reshape(k.out_shape[1:]))),
     "SOFTMAX": OpSpec(_layer(lambda L, k: L.Softmax())),
 }
@@ -250,6 +270,12 @@ REGRESSION_ONLY = OpSpec()
 
 AT_PREPARE = OpSpec(at_prepare=True)
 """An op without activation inputs (DENSIFY of sparse weights): the interpreter runs it once, at prepare."""
+
+
+def fresh_inputs(key: KernelKey) -> bool:
+    """Whether `key` is timed on new inputs every invoke (its op's `OpSpec.fresh_inputs`)."""
+    spec = OP_SPECS.get(key.op)
+    return spec is not None and spec.fresh_inputs
 
 
 def spec_of(key: KernelKey) -> OpSpec:
