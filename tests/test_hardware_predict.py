@@ -53,6 +53,19 @@ def test_fit_calibration_recovers_scale_and_per_op_cost():
     assert cal.fitted_on == 8 and cal.median_abs_error == pytest.approx(0.0, abs=1e-6)
 
 
+def test_models_their_kernels_cannot_explain_do_not_move_the_calibration():
+    from dataclasses import replace
+
+    obs = _observations(1.0, 0.0, np.random.default_rng(2))
+    rng = np.random.default_rng(3)
+    noisy = [replace(o, measured_ms=o.measured_ms * (1 + rng.uniform(-0.02, 0.02))) for o in obs]
+    odd = [replace(o, name=f"odd{i}", measured_ms=o.measured_ms / 1.45) for i, o in enumerate(obs[:2])]
+    cal = fit_calibration(_profile(), noisy + odd)  # two models run 45% faster than their kernels add up to
+    assert cal.fitted_on == 8 and cal.scale == pytest.approx(1.0, abs=0.03)
+    assert fit_calibration(_profile(), noisy).fitted_on == 8  # none left out when all agree
+    assert fit_calibration(_profile(), noisy[:2] + odd).fitted_on == 4  # fewer than 3 would be left: all are fitted
+
+
 def test_fit_calibration_needs_three_models():
     assert fit_calibration(_profile(), _observations(2.0, 0.0, np.random.default_rng(1))[:2]) == Calibration()
 

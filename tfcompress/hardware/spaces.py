@@ -261,17 +261,23 @@ def _coverage(rng: np.random.Generator, tf_keras: Any) -> tuple[str, Any]:
     else:
         y = L.Conv2D(int(rng.integers(8, 129)), 3, padding="same", activation="relu")(x)
         side = res
+    seps = int(rng.integers(0, 3))  # separable blocks cycle through the depthwise kernel sizes from a random one
     for _ in range(int(rng.integers(3, 7))):
-        kind = str(rng.choice(("wide1x1", "wide3x3", "sep", "pool", "pad", "gate", "norm")))
+        kind = str(rng.choice(("wide1x1", "wide3x3", "sep", "pool", "pad", "gate", "norm"),
+                              p=(0.14, 0.14, 0.3, 0.1, 0.1, 0.1, 0.12)))
         if kind == "wide1x1":
             y = L.Conv2D(int(rng.choice((128, 256, 384, 512, 728, 1024, 2048))), 1, activation="relu")(y)
         elif kind == "wide3x3":
             y = L.Conv2D(int(rng.choice((64, 128, 256, 384, 512))), 3, padding="same", activation="relu")(y)
-        elif kind == "sep":  # the ReLU's input also feeds the Add: the converter cannot fuse it into a conv;
+        elif kind == "sep":  # the ReLU's input also feeds the shortcut: the converter cannot fuse it into a conv;
             # its input has both signs, as after a BatchNormalization (an all-positive one runs 2.5x faster)
             t = L.Conv2D(int(y.shape[-1]), 1)(y)
-            z = L.DepthwiseConv2D(int(rng.choice((3, 5, 7))), padding="same")(L.ReLU()(t))
-            y = L.Add()([L.Conv2D(int(y.shape[-1]), 1)(z), t])
+            size, seps = (3, 5, 7)[seps % 3], seps + 1
+            stride = 2 if side >= 8 and rng.random() < 0.3 else 1  # NASNet's reduction cells: 5x5 / 7x7 at stride 2
+            z = L.DepthwiseConv2D(size, strides=stride, padding="same")(L.ReLU()(t))
+            shortcut = L.AveragePooling2D(3, strides=2, padding="same")(t) if stride == 2 else t
+            y = L.Add()([L.Conv2D(int(y.shape[-1]), 1)(z), shortcut])
+            side = -(-side // stride)
         elif kind == "norm":  # DenseNet's transition: normalization of a concatenation is a product with constants
             z = L.Conv2D(int(rng.integers(8, 129)), 1)(y)
             bn = L.BatchNormalization(gamma_initializer=tf_keras.initializers.RandomUniform(0.5, 1.5),
