@@ -169,3 +169,20 @@ def test_verification_latency_invokes_a_new_sample_each_time(monkeypatch):
     got.clear()
     runner.latency((samples[:1],), runs=9, budget_s=0.3)  # one sample: nothing to cycle
     assert not isinstance(got[0], edge_profile.FreshInputs)
+
+
+def test_a_device_result_with_fresh_input_kernels_and_models_imports(tmp_path):
+    from tfcompress.export.converter import convert_int8_random
+    from tfcompress.hardware.bundle import export_bundle, read_edge_result
+    from tfcompress.keras_compat import tf_keras
+
+    L = tf_keras.layers
+    x = tf_keras.Input((8, 8, 4), batch_size=1)
+    t = L.Conv2D(4, 1)(x)
+    model = convert_int8_random(tf_keras.Model(x, L.Add()([L.ReLU()(t), t])))  # a standalone ReLU
+    export_bundle([model], tmp_path / "b", command="test")
+    result = edge_profile.run_bundle(tmp_path / "b", tmp_path / "r.json", warmup=1, runs=6, rounds=3)
+    relu = [k for k in result["kernels"] if k["key"]["op"] == "RELU"]
+    assert relu and relu[0]["fresh_inputs"] >= 4 and result["models"][0]["fresh_inputs"] >= 4
+    profile = read_edge_result(tmp_path / "r.json")
+    assert {e.key.op for e in profile.entries} >= {"RELU", "CONV_2D"} and len(profile.observations) == 1

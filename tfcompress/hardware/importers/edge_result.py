@@ -43,6 +43,8 @@ class KernelDoc(Closed):
     busy: bool = False
     other_cores: Annotated[Number, Field(ge=0)] | None = None
     output_sha256: Str | None = None
+    fresh_inputs: Count = 0  # timed cycling this many random inputs (a data-dependent kernel)
+    set_ms: Ms | None = None  # the cost of setting them, taken off
 
 
 class RunDoc(Closed):
@@ -71,6 +73,8 @@ class _ModelDoc(Closed):
     busy: bool = False
     other_cores: Annotated[Number, Field(ge=0)] | None = None
     output_sha256: Str | None = None
+    fresh_inputs: Count = 0
+    set_ms: Ms | None = None
     kernels: tuple[KeyDoc, ...]
 
 
