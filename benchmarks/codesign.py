@@ -58,10 +58,8 @@ def probe(reference: str | None) -> int:
     import tfcompress.keras_compat  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
     from scipy.stats import kendalltau
 
-    from tfcompress.edge import edge_profile
-    from tfcompress.hardware.measure import time_interpreters
+    from tfcompress.hardware.measure import prepared, time_interpreters
     from tfcompress.keras_compat import tf_keras
-    from tfcompress.runtime import make_interpreter
     from tfcompress.search.cost import Predictor
     from tfcompress.search.space import read_space
 
@@ -74,11 +72,7 @@ def probe(reference: str | None) -> int:
                "builtin 1 thread": (1, "builtin")}
     ms, busy = {}, {}
     for dev, (threads, resolver) in devices.items():
-        interps = []
-        for content in tflites.values():
-            it = make_interpreter(content, num_threads=threads, resolver=resolver)
-            edge_profile.fill_inputs(it, 0)
-            interps.append(it)
+        interps = [prepared(content, threads=threads, resolver=resolver) for content in tflites.values()]
         got = time_interpreters(interps, threads=threads)
         ms[dev] = [t.median_ms for t in got]
         busy[dev] = sum(t.busy for t in got)

@@ -272,11 +272,10 @@ def fit_calibration(profile: DeviceProfile, observations: Sequence[Observation] 
     base = np.array([[lm.kernel_sum(o.kernels), float(len(o.kernels))] for o in obs])
     y = np.array([max(o.measured_ms - profile.overhead_ms, 1e-6) for o in obs])
     streamed = {c: np.array([streamed_weight_mb(o.kernels, c) for o in obs]) for c in WEIGHT_CACHE_CANDIDATES_MB}
-    keep = np.ones(len(obs), dtype=bool)
-    cal, rel = _fit_on(base, y, streamed, keep)
+    cal, rel = _fit_on(base, y, streamed, np.ones(len(obs), dtype=bool))
     if rel is not None:
-        dev = np.abs(rel - np.median(rel[keep]))
-        mad = 1.4826 * float(np.median(dev[keep]))
+        dev = np.abs(rel - np.median(rel))
+        mad = 1.4826 * float(np.median(dev))
         inliers = dev <= max(OUTLIER_MADS * mad, OUTLIER_FLOOR)
         if not inliers.all() and inliers.sum() >= max(3, len(obs) / 2):
             cal, _ = _fit_on(base, y, streamed, inliers)
